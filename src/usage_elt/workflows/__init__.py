@@ -1,0 +1,1 @@
+"""The workflows: chains of steps, each run recorded in one status document."""
