@@ -127,7 +127,7 @@ def _reject_reason() -> F.Column:
 def write_usage(spark: SparkSession, valid: DataFrame, rejected: DataFrame, database: str) -> dict:
     """Replace ``database.usage`` (Parquet, partitioned by session date) and its quarantine."""
     spark.sql(f"DROP TABLE IF EXISTS `{database}`.usage")
-    valid.write.format("parquet").partitionBy("session_date").saveAsTable(f"`{database}`.usage")
+    valid.repartition("session_date").write.format("parquet").partitionBy("session_date").saveAsTable(f"`{database}`.usage")
     rejected.write.mode("overwrite").format("parquet").saveAsTable(f"`{database}`.usage_rejected")
     loaded = spark.table(f"`{database}`.usage").count()
     quarantined = spark.table(f"`{database}`.usage_rejected").count()
