@@ -37,7 +37,8 @@ def expected_statistics(imputed: pd.DataFrame) -> pd.DataFrame:
         SELECT customer_id,
                count(*)                                                         AS total_visits,
                avg(satisfaction)                                                AS avg_satisfaction,
-               avg(satisfaction) FILTER (WHERE satisfaction_source = 'observed') AS avg_observed_satisfaction,
+               avg(satisfaction) FILTER (WHERE satisfaction_source = 'observed')
+                                                                                AS avg_observed_satisfaction,
                count(*) FILTER (WHERE satisfaction_source = 'imputed')          AS imputed_scores,
                avg(duration_s)                                                  AS avg_duration_s,
                sum(clicks)                                                      AS total_clicks,

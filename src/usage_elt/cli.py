@@ -55,8 +55,11 @@ def _fail(message: str, debug: bool) -> None:
 
 @click.group()
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path), help="TOML config file.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where the embedded servers, warehouse, logs and outbox live.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the embedded servers, warehouse, logs and outbox live.",
+)
 @click.option("--pg-dsn", help="PostgreSQL DSN (libpq URI); default: the embedded server.")
 @click.option("--metastore-uri", help="Hive metastore thrift URI; default: embedded Derby.")
 @click.option("--master", help="Spark master; default local[*].")
@@ -74,8 +77,11 @@ def _start(ctx: click.Context, settings: Settings, run_id: str) -> None:
 
 
 @main.command()
-@click.option("--data", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder holding customers.csv, contracts.csv and usage.csv.")
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder holding customers.csv, contracts.csv and usage.csv.",
+)
 @click.option("--generate", is_flag=True, help="Write synthetic data of the same shape instead.")
 @click.option("--sessions", type=click.IntRange(min=1), default=20_000, show_default=True)
 @click.option("--customers", type=click.IntRange(min=1), default=4_000, show_default=True)

@@ -60,7 +60,9 @@ class PostgresSettings(BaseModel):
         if self.dsn is not None:
             return self.dsn.get_secret_value()
         if self.host is None:
-            raise ConfigError("no PostgreSQL host or DSN configured; the embedded server has no URI")
+            raise ConfigError(
+                "no PostgreSQL host or DSN configured; the embedded server has no URI"
+            )
         auth = quote(self.user, safe="")
         if self.password is not None:
             auth += ":" + quote(self.password.get_secret_value(), safe="")

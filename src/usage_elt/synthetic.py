@@ -140,7 +140,9 @@ def _write_contracts(
             "payment_method": rng.choice(PAYMENTS, rows, p=[0.55, 0.39, 0.06]),
             "monthly_charge": monthly,
             "total_charges": np.round(monthly * months, 2),
-            "total_refunds": np.round(np.where(rng.random(rows) < 0.07, rng.uniform(0, 50, rows), 0), 2),
+            "total_refunds": np.round(
+                np.where(rng.random(rows) < 0.07, rng.uniform(0, 50, rows), 0), 2
+            ),
         }
     ).select(CONTRACTS.names)
     pacsv.write_csv(table, out_dir / CONTRACTS.name)
@@ -197,7 +199,9 @@ def _sessions_chunk(
             "bounce_rate": bounce,
             "exit_rate": exit_rate,
             "page_value": page_value,
-            "special_day": np.where(rng.random(size) < 0.1, rng.choice([0.2, 0.4, 0.6, 0.8, 1.0], size), 0.0),
+            "special_day": np.where(
+                rng.random(size) < 0.1, rng.choice([0.2, 0.4, 0.6, 0.8, 1.0], size), 0.0
+            ),
             "operating_system": rng.integers(1, 9, size),
             "browser": rng.integers(1, 14, size),
             "region": rng.integers(1, 10, size),

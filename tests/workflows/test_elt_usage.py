@@ -8,6 +8,11 @@ import pandas as pd
 import psycopg
 import pytest
 from click.testing import CliRunner
+
+from usage_elt.cli import main
+from usage_elt.workflows.elt_usage import run_usage_elt
+from usage_elt.workflows.init import Generation, run_init
+
 from conftest import REAL_DATA, make_settings
 from helpers import (
     STAT_COLUMNS,
@@ -16,10 +21,6 @@ from helpers import (
     imputed_sessions,
     read_statistics,
 )
-
-from usage_elt.cli import main
-from usage_elt.workflows.elt_usage import run_usage_elt
-from usage_elt.workflows.init import Generation, run_init
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark, pytest.mark.postgres]
 
@@ -106,7 +107,9 @@ def test_bad_row_in_staging_leaves_statistics_untouched(generated, monkeypatch):
     before = _snapshot(uri)
     # A rule the new rows break: the upsert fails inside its transaction.
     with psycopg.connect(uri) as conn:
-        conn.execute("ALTER TABLE statistics ADD CONSTRAINT few_visits CHECK (total_visits < 3) NOT VALID")
+        conn.execute(
+            "ALTER TABLE statistics ADD CONSTRAINT few_visits CHECK (total_visits < 3) NOT VALID"
+        )
         conn.commit()
     try:
         monkeypatch.setenv("USAGE_ELT_HIVE__DATABASE", settings.hive.database)

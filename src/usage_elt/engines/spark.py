@@ -79,7 +79,9 @@ def spark_session(settings: Settings) -> Iterator[SparkSession]:
     try:
         session = builder.enableHiveSupport().getOrCreate()
     except Exception as exc:
-        raise EngineError(f"Spark did not start with master {settings.spark.master!r}: {exc}") from exc
+        raise EngineError(
+            f"Spark did not start with master {settings.spark.master!r}: {exc}"
+        ) from exc
     session.sparkContext.setLogLevel("ERROR")
     log.info(
         "Spark %s ready in %.1fs (master %s)",

@@ -9,7 +9,8 @@ STATISTICS_SQL = """
 SELECT customer_id,
        CAST(count(*) AS BIGINT)                                              AS total_visits,
        avg(satisfaction)                                                     AS avg_satisfaction,
-       avg(CASE WHEN satisfaction_source = 'observed' THEN satisfaction END) AS avg_observed_satisfaction,
+       avg(CASE WHEN satisfaction_source = 'observed' THEN satisfaction END)
+                                                                             AS avg_observed_satisfaction,
        CAST(sum(CASE WHEN satisfaction_source = 'imputed' THEN 1 ELSE 0 END) AS BIGINT)
                                                                              AS imputed_scores,
        avg(duration_s)                                                       AS avg_duration_s,

@@ -88,7 +88,10 @@ def upsert(pg: Postgres, customers: pa.Table, contracts: pa.Table) -> dict[str, 
     pg.execute(CUSTOMERS_DDL)
     pg.execute(CONTRACTS_DDL)
     suffix = secrets.token_hex(4)
-    staged = {"customers": f"customers_staging_{suffix}", "contracts": f"contracts_staging_{suffix}"}
+    staged = {
+        "customers": f"customers_staging_{suffix}",
+        "contracts": f"contracts_staging_{suffix}",
+    }
     try:
         with adbc.connect(pg.uri.get_secret_value()) as conn:
             with conn.cursor() as cur:

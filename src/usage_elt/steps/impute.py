@@ -162,9 +162,7 @@ def _clip(column: F.Column) -> F.Column:
 
 def _metrics(df: DataFrame, prediction: str) -> Metrics:
     error = F.col(prediction) - F.col(LABEL).cast("double")
-    row = df.agg(
-        F.avg(error * error).alias("mse"), F.avg(F.abs(error)).alias("mae")
-    ).first()
+    row = df.agg(F.avg(error * error).alias("mse"), F.avg(F.abs(error)).alias("mae")).first()
     return Metrics(rmse=math.sqrt(row["mse"] or 0.0), mae=float(row["mae"] or 0.0))
 
 

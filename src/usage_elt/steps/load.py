@@ -37,7 +37,9 @@ def read_header(path: Path) -> list[str]:
     except FileNotFoundError:
         raise InputFileError(f"{path} does not exist") from None
     except UnicodeDecodeError:
-        raise InputFileError(f"{path} is not UTF-8 text; save it as UTF-8 and load it again") from None
+        raise InputFileError(
+            f"{path} is not UTF-8 text; save it as UTF-8 and load it again"
+        ) from None
     if not header:
         raise InputFileError(f"{path} is empty: expected a header row")
     return [name.strip() for name in header]
@@ -105,13 +107,17 @@ def _reject_reason() -> F.Column:
     rules += [
         (
             ~F.col("satisfaction").between(1, 5),
-            F.concat(F.lit("satisfaction="), F.col("satisfaction").cast("string"),
-                     F.lit(" is outside 1..5")),
+            F.concat(
+                F.lit("satisfaction="),
+                F.col("satisfaction").cast("string"),
+                F.lit(" is outside 1..5"),
+            ),
         ),
         (
             F.col("duration_s") < 0,
-            F.concat(F.lit("duration_s="), F.col("duration_s").cast("string"),
-                     F.lit(" is negative")),
+            F.concat(
+                F.lit("duration_s="), F.col("duration_s").cast("string"), F.lit(" is negative")
+            ),
         ),
         (
             F.col("clicks") < 0,
@@ -127,7 +133,9 @@ def _reject_reason() -> F.Column:
 def write_usage(spark: SparkSession, valid: DataFrame, rejected: DataFrame, database: str) -> dict:
     """Replace ``database.usage`` (Parquet, partitioned by session date) and its quarantine."""
     spark.sql(f"DROP TABLE IF EXISTS `{database}`.usage")
-    valid.repartition("session_date").write.format("parquet").partitionBy("session_date").saveAsTable(f"`{database}`.usage")
+    valid.repartition("session_date").write.format("parquet").partitionBy(
+        "session_date"
+    ).saveAsTable(f"`{database}`.usage")
     rejected.write.mode("overwrite").format("parquet").saveAsTable(f"`{database}`.usage_rejected")
     loaded = spark.table(f"`{database}`.usage").count()
     quarantined = spark.table(f"`{database}`.usage_rejected").count()

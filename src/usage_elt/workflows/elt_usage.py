@@ -105,9 +105,9 @@ def _run_steps(run: Run, settings: Settings, spark, pg) -> None:
     with run.step("write_imputed") as step:
         ensure_database(spark, db)
         out = imputation.sessions.withColumn("run_id", F.lit(run.run_id)).select(*IMPUTED_COLUMNS)
-        out.repartition("session_date").write.mode("overwrite").format("parquet").partitionBy("session_date").saveAsTable(
-            imputed_table
-        )
+        out.repartition("session_date").write.mode("overwrite").format("parquet").partitionBy(
+            "session_date"
+        ).saveAsTable(imputed_table)
         written = spark.table(imputed_table).groupBy("satisfaction_source").count().collect()
         by_source = {row["satisfaction_source"]: int(row["count"]) for row in written}
         step.rows = {
