@@ -149,3 +149,16 @@ def write_status(document: dict[str, Any], path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(to_json(document, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
+
+
+def run_dir(data_dir: Path, run_id: str) -> Path:
+    """Where a run keeps its files: status.json, artifacts.json, report.html."""
+    return data_dir / "runs" / run_id
+
+
+def save_run_files(data_dir: Path, run: Run, document: dict[str, Any]) -> Path:
+    """Keep the run's status and artifacts (for reports) under the data directory."""
+    folder = run_dir(data_dir, run.run_id)
+    write_status(document, folder / "status.json")
+    write_status(run.artifacts, folder / "artifacts.json")
+    return folder

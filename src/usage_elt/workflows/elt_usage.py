@@ -15,7 +15,7 @@ from usage_elt.engines.spark import ensure_database, spark_session
 from usage_elt.errors import DataError
 from usage_elt.logs import redact
 from usage_elt.schemas import USAGE
-from usage_elt.status import Run
+from usage_elt.status import Run, save_run_files
 from usage_elt.steps import access, aggregate, impute, save, transform
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,9 @@ def run_usage_elt(
             _run_steps(run, settings, spark, pg)
     except Exception as exc:  # already recorded when raised inside a step
         run.fail(run.steps[-1].name if run.steps else "start", exc)
-    return run.finish()
+    document = run.finish()
+    save_run_files(settings.data_dir, run, document)
+    return document
 
 
 def _run_steps(run: Run, settings: Settings, spark, pg) -> None:
