@@ -18,26 +18,53 @@ DEFAULT_OUT = REPO / "docs" / "benchmarks"
 @click.option("--sessions", type=click.IntRange(min=100), default=1_000_000, show_default=True)
 @click.option("--customers", type=click.IntRange(min=10), default=200_000, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT,
-              show_default=True, help="Folder of the result JSON files (sessions-N.json).")
-@click.option("--docs", type=click.Path(dir_okay=False, path_type=Path),
-              help="Markdown to update from every result in --out [default: docs/benchmarks.md "
-                   "with the default --out, else OUT/benchmarks.md].")
-@click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Keep generated data and Spark files here (reused by later runs) instead of "
-                   "a temporary folder removed at the end.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_OUT,
+    show_default=True,
+    help="Folder of the result JSON files (sessions-N.json).",
+)
+@click.option(
+    "--docs",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Markdown to update from every result in --out [default: docs/benchmarks.md "
+    "with the default --out, else OUT/benchmarks.md].",
+)
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep generated data and Spark files here (reused by later runs) instead of "
+    "a temporary folder removed at the end.",
+)
 @click.option("--keep-work", is_flag=True, help="Keep the work folder and the bench database.")
-@click.option("--pg", type=click.Choice(["auto", "machine", "embedded"]), default="auto",
-              show_default=True, help="PostgreSQL: the server at --pg-admin-uri, or embedded.")
-@click.option("--pg-admin-uri", default="postgresql://postgres@127.0.0.1:5432/test",
-              show_default=True, help="A database on the machine's server to create the bench's.")
-@click.option("--pg-database", default="usage_elt_bench", show_default=True,
-              help="The bench's own database: dropped and created again on every run.")
+@click.option(
+    "--pg",
+    type=click.Choice(["auto", "machine", "embedded"]),
+    default="auto",
+    show_default=True,
+    help="PostgreSQL: the server at --pg-admin-uri, or embedded.",
+)
+@click.option(
+    "--pg-admin-uri",
+    default="postgresql://postgres@127.0.0.1:5432/test",
+    show_default=True,
+    help="A database on the machine's server to create the bench's.",
+)
+@click.option(
+    "--pg-database",
+    default="usage_elt_bench",
+    show_default=True,
+    help="The bench's own database: dropped and created again on every run.",
+)
 @click.option("--master", default="local[*]", show_default=True)
 @click.option("--driver-memory", default="2g", show_default=True)
 @click.option("--shuffle-partitions", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--max-iter", type=click.IntRange(min=1),
-              help="Model iterations and trees [default: the product's].")
+@click.option(
+    "--max-iter",
+    type=click.IntRange(min=1),
+    help="Model iterations and trees [default: the product's].",
+)
 @click.option("--debug", is_flag=True, help="Log the harness at DEBUG.")
 def main(sessions: int, customers: int, seed: int, out: Path, docs: Path | None,
          work_dir: Path | None, keep_work: bool, pg: str, pg_admin_uri: str, pg_database: str,

@@ -13,7 +13,8 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 CUSTOMERS_SQL = """
-SELECT customer_id, age_band, (gender = 'Female')::int AS is_female, senior_citizen::int AS is_senior
+SELECT customer_id, age_band, (gender = 'Female')::int AS is_female,
+       senior_citizen::int AS is_senior
 FROM customers
 """
 
@@ -49,6 +50,9 @@ def run_floor(spark: SparkSession, pg_uri: str, usage_table: str, out: Path) -> 
     rows = spark.read.parquet(str(out)).count()  # not timed: a check, not part of the job
     return {
         "seconds": round(seconds, 3),
-        "steps": {"read_customers": round(read_s, 3), "join_group_write": round(seconds - read_s, 3)},
+        "steps": {
+            "read_customers": round(read_s, 3),
+            "join_group_write": round(seconds - read_s, 3),
+        },
         "rows": {"statistics": rows},
     }

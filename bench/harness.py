@@ -61,7 +61,11 @@ def run(options: Options) -> dict[str, Any]:
         "seed": options.seed,
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine.describe(),
-        "options": {k: str(v) for k, v in asdict(options).items() if k not in ("pg_admin_uri", "out", "work_dir")},
+        "options": {
+            k: str(v)
+            for k, v in asdict(options).items()
+            if k not in ("pg_admin_uri", "out", "work_dir")
+        },
         "load_average": {"start": machine.load_average()},
     }
     try:
@@ -146,7 +150,10 @@ def _job(name: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
     spec_path.write_text(json.dumps({**spec, "job": name}), encoding="utf-8")
     result_path.unlink(missing_ok=True)
     log_path = jobs / f"{name}.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     load_before = machine.load_average()
     started = time.perf_counter()
     log.info("job %s started", name)

@@ -13,11 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.memory import HeapSampler
 from usage_elt.config import Settings, load_settings
 from usage_elt.engines.spark import spark_session
 from usage_elt.logs import setup_logging
-
-from bench.memory import HeapSampler
 
 
 def _usage_location(spark, database: str) -> str:

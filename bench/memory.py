@@ -117,4 +117,3 @@ class HeapSampler:
             "old_gen_after_gc_peak_mb": round(self.after_gc_peak / MB, 1),
             "heap_max_mb": round(heap.getMax() / MB, 1),
         }
-

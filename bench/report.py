@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-
 BEGIN = "<!-- bench:figures:begin (written by python -m bench; edit outside) -->"
 END = "<!-- bench:figures:end -->"
 
@@ -93,8 +92,7 @@ def render(results: list[dict[str, Any]]) -> str:
     lines += ["", "### Spark stage time per step (stages overlap: sums can pass wall time)", ""]
     lines += [head]
     for name in [s["name"] for s in results[-1]["pipeline"]["steps"]]:
-        cells = [f"{r['pipeline']['spark_stages']['by_step'].get(name, {}).get('stage_seconds', 0):.1f}"
-                 for r in results]  # fmt: skip
+        cells = [f"{_stage_seconds(r, name):.1f}" for r in results]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", f"Largest call sites at {sizes[-1]} (stage seconds):", ""]
     for site in results[-1]["pipeline"]["spark_stages"]["top_call_sites"]:
@@ -116,6 +114,10 @@ def render(results: list[dict[str, Any]]) -> str:
         for r in results) + " |")  # fmt: skip
     lines += ["", END]
     return "\n".join(lines)
+
+
+def _stage_seconds(result: dict[str, Any], step: str) -> float:
+    return result["pipeline"]["spark_stages"]["by_step"].get(step, {}).get("stage_seconds", 0.0)
 
 
 def _memory_rows():

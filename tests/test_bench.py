@@ -45,8 +45,14 @@ def test_tiny_run_writes_every_section(tmp_path):
     assert _positive(result["raw_copy"]["seconds"])
     assert result["raw_copy"]["rows"]["statistics"] == result["pipeline"]["rows"][
         "statistics_upserted"]  # fmt: skip
-    for key in ("pipeline_over_floor", "pandas_over_pipeline", "save_speed_vs_raw_copy",
-                "driver_peak_rss_mb", "driver_heap_used_peak_mb", "pandas_peak_rss_mb"):
+    for key in (
+        "pipeline_over_floor",
+        "pandas_over_pipeline",
+        "save_speed_vs_raw_copy",
+        "driver_peak_rss_mb",
+        "driver_heap_used_peak_mb",
+        "pandas_peak_rss_mb",
+    ):
         assert _positive(result["ratios"][key]), key  # fmt: skip
     for job in ("pipeline", "floor", "pandas"):
         assert _positive(result[job]["memory"]["python_rss_mb"]), job
