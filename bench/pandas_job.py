@@ -65,14 +65,12 @@ def run_pandas(parquet_dir: Path, pg_uri: str, model: ModelSettings) -> dict:
         holdout = known.to_numpy() & (bucket < int(model.holdout_fraction * 10_000))
         train = known.to_numpy() & ~holdout
     with phase("evaluate"):
-        evaluation = with_history(df, train)
-        candidates, global_mean = evaluate(evaluation, train, holdout, model)
+        df = with_history(df, train)
+        candidates, global_mean = evaluate(df, train, holdout, model)
         chosen = min(candidates, key=lambda name: (candidates[name]["rmse"], name))
-        del evaluation
     with phase("impute"):
-        final = with_history(df, known.to_numpy())
-        imputed = impute(final, known.to_numpy(), chosen, model)
-        del final
+        df = with_history(df, known.to_numpy())
+        imputed = impute(df, known.to_numpy(), chosen, model)
     with phase("aggregate"):
         stats = statistics(imputed)
     with phase("write"):
@@ -104,7 +102,6 @@ def enrich(sessions: pd.DataFrame, customers: pd.DataFrame, contracts: pd.DataFr
         "services", "avg_monthly_gb_download", "monthly_charge", "total_charges",
         "total_refunds", "net_charges",
     ]  # fmt: skip
-    sessions = sessions.copy()
     sessions["session_start"] = pd.to_datetime(sessions["session_start"]).astype("datetime64[us]")
     df = pd.merge_asof(
         sessions.sort_values("session_start"),
@@ -141,7 +138,7 @@ def session_features(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def with_history(df: pd.DataFrame, visible: np.ndarray) -> pd.DataFrame:
-    """Features of the customer's other sessions, from the scores where ``visible``."""
+    """Set the features of the customer's other sessions, from the scores where ``visible``."""
     score = df[LABEL].where(visible).astype(float)
     by_customer = df.groupby("customer_id", sort=False)
     total = score.groupby(df["customer_id"], sort=False).transform("sum")
@@ -149,12 +146,11 @@ def with_history(df: pd.DataFrame, visible: np.ndarray) -> pd.DataFrame:
     sessions = by_customer["session_id"].transform("size")
     bounced = by_customer["bounced"].transform("sum")
     other_scores = seen - score.notna()
-    out = df.copy()
-    out["other_sessions"] = sessions - 1
-    out["other_scores"] = other_scores
-    out["other_mean"] = ((total - score.fillna(0)) / other_scores).where(other_scores > 0)
-    out["other_bounced_mean"] = ((bounced - df["bounced"]) / (sessions - 1)).where(sessions > 1)
-    return out
+    df["other_sessions"] = sessions - 1
+    df["other_scores"] = other_scores
+    df["other_mean"] = ((total - score.fillna(0)) / other_scores).where(other_scores > 0)
+    df["other_bounced_mean"] = ((bounced - df["bounced"]) / (sessions - 1)).where(sessions > 1)
+    return df
 
 
 def feature_matrix(df: pd.DataFrame) -> np.ndarray:
