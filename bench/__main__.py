@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -79,6 +80,8 @@ def main(sessions: int, customers: int, seed: int, out: Path, docs: Path | None,
         master=master, driver_memory=driver_memory, shuffle_partitions=shuffle_partitions,
         model={"max_iter": max_iter} if max_iter else {},
     )  # fmt: skip
+    # A stopped run still writes what it measured: SIGTERM unwinds like Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         result = run(options)
     except JobFailed as exc:

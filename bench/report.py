@@ -60,9 +60,9 @@ def _step(pipeline: dict[str, Any], name: str) -> float:
 
 
 def load_results(folder: Path) -> list[dict[str, Any]]:
-    """Every result document in ``folder``, smallest run first."""
+    """Every complete result document in ``folder``, smallest run first."""
     results = [json.loads(p.read_text(encoding="utf-8")) for p in folder.glob("sessions-*.json")]
-    return sorted(results, key=lambda r: r["sessions"])
+    return sorted((r for r in results if "incomplete" not in r), key=lambda r: r["sessions"])
 
 
 def render(results: list[dict[str, Any]]) -> str:
