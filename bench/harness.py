@@ -61,6 +61,7 @@ def run(options: Options) -> dict[str, Any]:
         "customers": options.customers,
         "seed": options.seed,
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": machine.source_commit(REPO),
         "machine": machine.describe(),
         "options": {
             k: str(v)

@@ -79,7 +79,8 @@ def render(results: list[dict[str, Any]]) -> str:
             f"(1/5/15 min) {_load(r['load_average']['start'])} before, "
             f"{_load(r['load_average']['end'])} after; PostgreSQL {r['postgres']['version']} "
             f"({r['postgres']['server']} server); Spark {m['packages']['pyspark']} "
-            f"`{r['options']['master']}`, driver memory {r['options']['driver_memory']}."
+            f"`{r['options']['master']}`, driver memory {r['options']['driver_memory']}"
+            + (f"; code at commit `{r['commit']}`." if "commit" in r else ".")
         )
     lines += ["", "### Against the aims", "", head]
     for index, (name, _) in enumerate(summary_rows(results[0])):
