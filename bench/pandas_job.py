@@ -206,8 +206,10 @@ def evaluate(df: pd.DataFrame, train: np.ndarray, holdout: np.ndarray, model: Mo
     y_fit = df[LABEL].iloc[fit_rows].to_numpy(dtype=float)
     x_holdout = feature_matrix(df.loc[holdout])
     for name, regressor in regressors(model).items():
+        started = time.perf_counter()
         regressor.fit(x_fit, y_fit)
         candidates[name] = _metrics(regressor.predict(x_holdout), observed)
+        candidates[name]["fit_and_score_s"] = round(time.perf_counter() - started, 3)
     return candidates, global_mean
 
 
