@@ -12,7 +12,7 @@ import re
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
@@ -121,6 +121,39 @@ class ModelSettings(BaseModel):
     step_size: float = Field(default=0.1, gt=0, le=1)
 
 
+class CustomersEtlSettings(BaseModel):
+    """Where the customers ETL reads raw data: a local path or an http(s) URL each."""
+
+    customers: str | None = None
+    contracts: str | None = None
+
+
+class RetrySettings(BaseModel):
+    """Retries of a step that failed with a transient error (connection, timeout, restart)."""
+
+    attempts: int = Field(default=3, ge=1, le=20)
+    backoff_s: float = Field(default=2.0, ge=0)
+    max_backoff_s: float = Field(default=30.0, ge=0)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based): exponential."""
+        return min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
+
+
+class SmtpSettings(BaseModel):
+    """Email notifications; with no host, messages go to the outbox folder as .eml files."""
+
+    host: str | None = None
+    port: int = 587
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    user: str | None = None
+    password: SecretStr | None = None
+    sender: str = "usage-elt@localhost"
+    recipients: list[str] = Field(default_factory=list)
+    on_success: bool = False
+    timeout_s: float = 15.0
+
+
 class Settings(BaseSettings):
     """Everything a workflow needs, credentials and parameters together."""
 
@@ -137,11 +170,14 @@ class Settings(BaseSettings):
     spark: SparkSettings = Field(default_factory=SparkSettings)
     window: WindowSettings = Field(default_factory=WindowSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    customers_etl: CustomersEtlSettings = Field(default_factory=CustomersEtlSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
 
     def secrets(self) -> list[str]:
         """Every secret value held, for redaction."""
         values = []
-        for secret in (self.postgres.dsn, self.postgres.password):
+        for secret in (self.postgres.dsn, self.postgres.password, self.smtp.password):
             if secret is not None and secret.get_secret_value():
                 values.append(secret.get_secret_value())
         return values

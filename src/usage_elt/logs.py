@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 PACKAGE_LOGGER = "usage_elt"
@@ -61,3 +64,38 @@ def setup_logging(level: str = "INFO", log_file: Path | None = None) -> None:
         logger.addHandler(handler)
     for noisy in ("py4j", "pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class LogTail(logging.Handler):
+    """Keeps the last lines the package logged during a run, redacted, for notifications."""
+
+    def __init__(self, lines: int = 60):
+        super().__init__(logging.DEBUG)
+        self.lines: deque[str] = deque(maxlen=lines)
+        self.setFormatter(_RedactingFormatter(_FORMAT))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # a log line must never break a run
+            self.handleError(record)
+
+
+@contextmanager
+def log_tail(lines: int = 60) -> Iterator[LogTail]:
+    """Capture the package's INFO and above while the block runs."""
+    logger = logging.getLogger(PACKAGE_LOGGER)
+    handler = LogTail(lines)
+    handler.setLevel(logging.INFO)
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        previous = logger.level
+        logger.setLevel(logging.INFO)
+    else:
+        previous = None
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        if previous is not None:
+            logger.setLevel(previous)

@@ -7,16 +7,19 @@ import logging
 import secrets
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from usage_elt.config import RetrySettings
 from usage_elt.logs import redact
+from usage_elt.retry import attempt
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -82,11 +85,42 @@ class Run:
             record.seconds = time.monotonic() - started
             self.fail(name, exc)
             raise
-        record.status = "succeeded"
+        if record.status == "running":
+            record.status = "succeeded"
         record.seconds = time.monotonic() - started
         self.rows.update(record.rows)
         counts = ", ".join(f"{k}={v}" for k, v in record.rows.items()) or "no rows"
         log.info("step %s done in %.2fs: %s", name, record.seconds, counts)
+
+    def execute(
+        self, name: str, body: Callable[[StepRecord], T], retry: RetrySettings | None = None
+    ) -> T:
+        """Run ``body`` as step ``name``; transient failures are retried under ``retry``."""
+        with self.step(name) as record:
+
+            def once(number: int) -> T:
+                record.attempts = number
+                record.rows = {}
+                return body(record)
+
+            if retry is None:
+                return once(1)
+            return attempt(once, retry, f"step {name}")
+
+    def fail_child(self, step: str, error: dict[str, Any] | None) -> None:
+        """Record that the child workflow run as ``step`` failed with ``error``."""
+        for record in self.steps:
+            if record.name == step:
+                record.status = "failed"
+        if self.error is None:
+            error = error or {"type": "Error", "message": "failed"}
+            self.error = {"step": step, "type": error.get("type", "Error"),
+                          "message": f"{step} failed: {error.get('message', '')}"}  # fmt: skip
+            self.status = "failed"
+
+    @property
+    def current_step(self) -> str:
+        return self.steps[-1].name if self.steps else "start"
 
     def fail(self, step: str, exc: BaseException) -> None:
         """Record the failure of ``step``; the traceback goes to the log, not the status."""

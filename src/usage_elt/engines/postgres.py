@@ -19,10 +19,6 @@ from usage_elt.logs import redact
 
 log = logging.getLogger(__name__)
 
-# SQLSTATE classes that may pass on a later attempt: connection exceptions, operator
-# intervention (server shutting down or restarting), insufficient resources.
-TRANSIENT_SQLSTATE_CLASSES = ("08", "57", "53")
-
 
 @dataclass(frozen=True)
 class Postgres:
@@ -42,6 +38,11 @@ class Postgres:
                 f"cannot connect to PostgreSQL at {self.description}: {redact(str(exc)).strip()}"
             ) from None
 
+    def ping(self) -> None:
+        """Connect once and run ``SELECT 1``: proves the server answers."""
+        with self.connect() as conn:
+            conn.execute("SELECT 1")
+
     def execute(self, sql: str, params: tuple | dict | None = None) -> None:
         """Run one statement in its own transaction."""
         with self.connect() as conn:
@@ -53,16 +54,6 @@ class Postgres:
         with self.connect() as conn:
             log.debug("SQL: %s", sql)
             return conn.execute(sql, params).fetchall()
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for PostgreSQL errors that may pass when tried again."""
-    if isinstance(exc, TransientError):
-        return True
-    sqlstate = getattr(exc, "sqlstate", None)
-    if isinstance(sqlstate, str) and sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES:
-        return True
-    return isinstance(exc, psycopg.OperationalError) and sqlstate is None
 
 
 @contextmanager

@@ -141,24 +141,3 @@ def write_usage(spark: SparkSession, valid: DataFrame, rejected: DataFrame, data
     quarantined = spark.table(f"`{database}`.usage_rejected").count()
     log.info("loaded %d sessions into %s.usage, %d rejected", loaded, database, quarantined)
     return {"sessions": loaded, "sessions_rejected": quarantined}
-
-
-def read_csv_table(path: Path, schema: FileSchema) -> pa.Table:
-    """A CSV file as an Arrow table with the declared column types."""
-    import pyarrow.csv as pacsv
-
-    from usage_elt.errors import DataError
-
-    check_header(path, schema)
-    options = pacsv.ConvertOptions(
-        column_types=schema.arrow(),
-        include_columns=schema.names,
-        true_values=["Yes", "yes", "true", "True", "TRUE", "1"],
-        false_values=["No", "no", "false", "False", "FALSE", "0"],
-        strings_can_be_null=False,
-        quoted_strings_can_be_null=False,
-    )
-    try:
-        return pacsv.read_csv(path, convert_options=options)
-    except pa.ArrowInvalid as exc:
-        raise DataError(f"{path}: {exc}") from None
