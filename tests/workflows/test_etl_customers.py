@@ -142,7 +142,9 @@ def test_unreadable_files_fail_the_run_with_a_clear_message(tmp_path, database):
     semicolons = tmp_path / "semicolons.csv"
     semicolons.write_text(";".join(CUSTOMERS.names) + "\n" + ";".join(CUSTOMER.values()) + "\n")
     latin1 = tmp_path / "latin1.csv"
-    latin1.write_bytes((",".join(CUSTOMERS.names) + "\n").encode() + "0002,Femme,é".encode("latin-1"))
+    latin1.write_bytes(
+        (",".join(CUSTOMERS.names) + "\n").encode() + "0002,Femme,é".encode("latin-1")
+    )
     missing = _write_csv(tmp_path / "missing.csv", ["customer_id", "gender"], [])
     expectations = {
         semicolons: "another delimiter",
