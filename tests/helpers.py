@@ -35,15 +35,16 @@ def expected_statistics(imputed: pd.DataFrame) -> pd.DataFrame:
     return duckdb.sql(
         """
         SELECT customer_id,
-               count(*)                                                         AS total_visits,
-               avg(satisfaction)                                                AS avg_satisfaction,
+               count(*)                                        AS total_visits,
+               avg(satisfaction)                               AS avg_satisfaction,
                avg(satisfaction) FILTER (WHERE satisfaction_source = 'observed')
-                                                                                AS avg_observed_satisfaction,
-               count(*) FILTER (WHERE satisfaction_source = 'imputed')          AS imputed_scores,
-               avg(duration_s)                                                  AS avg_duration_s,
-               sum(clicks)                                                      AS total_clicks,
-               min(session_start)                                               AS first_visit,
-               max(session_start)                                               AS last_visit
+                                                               AS avg_observed_satisfaction,
+               count(*) FILTER (WHERE satisfaction_source = 'imputed')
+                                                               AS imputed_scores,
+               avg(duration_s)                                 AS avg_duration_s,
+               sum(clicks)                                     AS total_clicks,
+               min(session_start)                              AS first_visit,
+               max(session_start)                              AS last_visit
         FROM imputed
         GROUP BY customer_id
         ORDER BY customer_id

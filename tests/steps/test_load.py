@@ -16,7 +16,7 @@ def test_header_without_required_columns_is_refused(tmp_path):
         check_header(path, USAGE)
     message = str(raised.value)
     assert str(path) in message
-    assert "lacks the columns session_start, duration_s, satisfaction" in message
+    assert "lacks the required columns session_start, duration_s, satisfaction" in message
     assert "expected the columns session_id, customer_id, session_start" in message
 
 

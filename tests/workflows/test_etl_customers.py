@@ -11,27 +11,49 @@ from functools import partial
 
 import psycopg
 import pytest
-from conftest import REAL_DATA, make_settings
 
 from usage_elt.schemas import CONTRACTS, CUSTOMERS
 from usage_elt.workflows.etl_customers import run_etl_customers
 
+from conftest import REAL_DATA, make_settings
+
 pytestmark = pytest.mark.postgres
 
 CUSTOMER = {
-    "customer_id": "0001-AAAAA", "gender": "Female", "age": "37", "senior_citizen": "No",
-    "married": "Yes", "dependents": "No", "number_of_dependents": "0",
-    "country": "United States", "state": "California", "city": "Glendale",
-    "zip_code": "91206", "latitude": "34.16", "longitude": "-118.20",
-}  # fmt: skip
+    "customer_id": "0001-AAAAA",
+    "gender": "Female",
+    "age": "37",
+    "senior_citizen": "No",
+    "married": "Yes",
+    "dependents": "No",
+    "number_of_dependents": "0",
+    "country": "United States",
+    "state": "California",
+    "city": "Glendale",
+    "zip_code": "91206",
+    "latitude": "34.16",
+    "longitude": "-118.20",
+}
 CONTRACT = {
-    "contract_id": "K1", "customer_id": "0001-AAAAA", "contract_type": "One Year",
-    "start_date": "2024-04-01", "tenure_months": "9", "offer": "None", "phone_service": "Yes",
-    "internet_type": "Cable", "avg_monthly_gb_download": "16", "unlimited_data": "Yes",
-    "streaming_tv": "Yes", "streaming_movies": "No", "premium_tech_support": "Yes",
-    "paperless_billing": "Yes", "payment_method": "Credit Card", "monthly_charge": "65.6",
-    "total_charges": "593.3", "total_refunds": "0",
-}  # fmt: skip
+    "contract_id": "K1",
+    "customer_id": "0001-AAAAA",
+    "contract_type": "One Year",
+    "start_date": "2024-04-01",
+    "tenure_months": "9",
+    "offer": "None",
+    "phone_service": "Yes",
+    "internet_type": "Cable",
+    "avg_monthly_gb_download": "16",
+    "unlimited_data": "Yes",
+    "streaming_tv": "Yes",
+    "streaming_movies": "No",
+    "premium_tech_support": "Yes",
+    "paperless_billing": "Yes",
+    "payment_method": "Credit Card",
+    "monthly_charge": "65.6",
+    "total_charges": "593.3",
+    "total_refunds": "0",
+}
 
 
 def _write_csv(path, columns, rows):
@@ -76,9 +98,12 @@ def _bad_inputs(tmp_path):
 
 def _settings(tmp_path, database, customers, contracts, **extra):
     return make_settings(
-        tmp_path / "state", database, "web_unused",
-        customers_etl={"customers": str(customers), "contracts": str(contracts)}, **extra,
-    )  # fmt: skip
+        tmp_path / "state",
+        database,
+        "web_unused",
+        customers_etl={"customers": str(customers), "contracts": str(contracts)},
+        **extra,
+    )
 
 
 def _rows(uri, sql):
@@ -96,8 +121,9 @@ def test_bad_rows_go_to_reject_tables_with_reasons(tmp_path, database):
     loaded = _rows(database, "SELECT customer_id FROM customers ORDER BY 1")
     assert loaded == [("C-OK-1",), ("C-OK-2",)]
     assert _rows(database, "SELECT contract_id FROM contracts ORDER BY 1") == [
-        ("K-OK-1",), ("K-OK-2",),
-    ]  # fmt: skip
+        ("K-OK-1",),
+        ("K-OK-2",),
+    ]
     rejected = {
         line: (field, reason)
         for line, field, reason in _rows(
@@ -185,8 +211,11 @@ def test_http_sources_and_json_lines_load(tmp_path, database):
             row = _customers(customer_id=f"J-{number}", age=str(20 + number * 7))
             row["married"] = True  # JSON booleans are accepted
             handle.write(json.dumps(row) + "\n")
-    _write_csv(served / "contracts.csv", CONTRACTS.names,
-               [_contract(contract_id=f"JK-{n}", customer_id=f"J-{n}") for n in range(3)])  # fmt: skip
+    _write_csv(
+        served / "contracts.csv",
+        CONTRACTS.names,
+        [_contract(contract_id=f"JK-{n}", customer_id=f"J-{n}") for n in range(3)],
+    )
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -199,8 +228,10 @@ def test_http_sources_and_json_lines_load(tmp_path, database):
         server.shutdown()
     assert status["success"], status["error"]
     assert _rows(database, "SELECT customer_id, age_band, married FROM customers ORDER BY 1") == [
-        ("J-0", 20, True), ("J-1", 25, True), ("J-2", 30, True),
-    ]  # fmt: skip
+        ("J-0", 20, True),
+        ("J-1", 25, True),
+        ("J-2", 30, True),
+    ]
 
 
 @pytest.mark.skipif(not REAL_DATA.is_dir(), reason=f"real input set not found at {REAL_DATA}")

@@ -13,15 +13,15 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from click.testing import CliRunner
-from conftest import make_settings
-from helpers import LateProxy
 
 from usage_elt.cli import main
 from usage_elt.schemas import CONTRACTS, CUSTOMERS
 from usage_elt.synthetic import generate
 from usage_elt.workflows.etl_customers import run_etl_customers
 from usage_elt.workflows.init import Generation, run_init
-from usage_elt.workflows.orchestration import run_orchestration
+
+from conftest import make_settings
+from helpers import LateProxy
 
 pytestmark = pytest.mark.postgres
 
@@ -53,9 +53,12 @@ class Inbox:
 def smtp_server():
     inbox = Inbox()
     controller = Controller(
-        inbox, hostname="127.0.0.1", port=_free_port(), authenticator=inbox.authenticate,
+        inbox,
+        hostname="127.0.0.1",
+        port=_free_port(),
+        authenticator=inbox.authenticate,
         auth_require_tls=False,
-    )  # fmt: skip
+    )
     controller.start()
     yield inbox, controller.port
     controller.stop()
@@ -66,8 +69,15 @@ def _with_password(uri: str) -> str:
 
 
 def _smtp(port: int, **extra) -> dict:
-    return {"host": "127.0.0.1", "port": port, "security": "none", "user": "alerts",
-            "password": SMTP_PASSWORD, "recipients": ["data-team@example.test"], **extra}  # fmt: skip
+    return {
+        "host": "127.0.0.1",
+        "port": port,
+        "security": "none",
+        "user": "alerts",
+        "password": SMTP_PASSWORD,
+        "recipients": ["data-team@example.test"],
+        **extra,
+    }
 
 
 def _everything_written(data_dir: Path, uri: str, *texts: str) -> str:
@@ -85,10 +95,15 @@ def test_failure_email_names_the_run_and_leaks_no_password(tmp_path, database, s
     inbox, port = smtp_server
     uri = _with_password(database)
     settings = make_settings(
-        tmp_path, uri, "web_unused", smtp=_smtp(port),
-        customers_etl={"customers": str(tmp_path / "absent.csv"),
-                       "contracts": str(tmp_path / "absent-too.csv")},
-    )  # fmt: skip
+        tmp_path,
+        uri,
+        "web_unused",
+        smtp=_smtp(port),
+        customers_etl={
+            "customers": str(tmp_path / "absent.csv"),
+            "contracts": str(tmp_path / "absent-too.csv"),
+        },
+    )
     status = run_etl_customers(settings)
 
     assert status["success"] is False
@@ -108,9 +123,12 @@ def test_failure_email_names_the_run_and_leaks_no_password(tmp_path, database, s
 
 def test_smtp_down_still_exports_status_and_records_the_failed_notification(tmp_path, database):
     settings = make_settings(
-        tmp_path, database, "web_unused", smtp=_smtp(_free_port()),
+        tmp_path,
+        database,
+        "web_unused",
+        smtp=_smtp(_free_port()),
         customers_etl={"customers": str(tmp_path / "absent.csv"), "contracts": "x.csv"},
-    )  # fmt: skip
+    )
     status = run_etl_customers(settings)
     assert status["success"] is False
     assert status["notification"]["sent"] is False
@@ -122,9 +140,11 @@ def test_smtp_down_still_exports_status_and_records_the_failed_notification(tmp_
 
 def test_without_smtp_the_email_goes_to_the_outbox(tmp_path, database):
     settings = make_settings(
-        tmp_path, database, "web_unused",
+        tmp_path,
+        database,
+        "web_unused",
         customers_etl={"customers": str(tmp_path / "absent.csv"), "contracts": "x.csv"},
-    )  # fmt: skip
+    )
     status = run_etl_customers(settings)
     assert status["notification"]["method"] == "outbox"
     (eml,) = (tmp_path / "outbox").glob("*.eml")
@@ -149,13 +169,18 @@ def test_caller_payload_overrides_file_and_environment(tmp_path, database, monke
     monkeypatch.setenv("USAGE_ELT_CUSTOMERS_ETL__CONTRACTS", str(contracts))  # env over file
     monkeypatch.setenv("USAGE_ELT_RETRY__BACKOFF_S", "0.5")
     payload = tmp_path / "payload.json"
-    payload.write_text(json.dumps({
-        "customers_etl": {"customers": str(customers)},  # payload over file
-        "retry": {"attempts": 2},  # payload over file; backoff left to the environment
-        "parent_run_id": "caller-run-42",
-    }))  # fmt: skip
-    result = CliRunner().invoke(main, ["--config", str(config), "etl-customers",
-                                       "--input", str(payload)])  # fmt: skip
+    payload.write_text(
+        json.dumps(
+            {
+                "customers_etl": {"customers": str(customers)},  # payload over file
+                "retry": {"attempts": 2},  # payload over file; backoff left to the environment
+                "parent_run_id": "caller-run-42",
+            }
+        )
+    )
+    result = CliRunner().invoke(
+        main, ["--config", str(config), "etl-customers", "--input", str(payload)]
+    )
     assert result.exit_code == 0, result.output
     status = json.loads(result.stdout.strip().splitlines()[-1])
     assert status["parameters"] == {"customers": str(customers), "contracts": str(contracts)}
@@ -164,9 +189,10 @@ def test_caller_payload_overrides_file_and_environment(tmp_path, database, monke
 
     # Standard input works the same way, and command-line options win over the payload.
     result = CliRunner().invoke(
-        main, ["--config", str(config), "etl-customers", "--customers", "cli.csv", "--input", "-"],
+        main,
+        ["--config", str(config), "etl-customers", "--customers", "cli.csv", "--input", "-"],
         input=payload.read_text(),
-    )  # fmt: skip
+    )
     status = json.loads(result.stdout.strip().splitlines()[-1])
     assert status["parameters"]["customers"] == "cli.csv"
     assert status["steps"][-1]["attempts"] == 1  # a missing file is not retried
@@ -177,9 +203,12 @@ def test_connection_refused_at_first_is_retried_and_the_run_succeeds(tmp_path, d
     with LateProxy(target_port=5432, delay_s=1.5) as proxy:
         late_uri = database.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
         settings = make_settings(
-            tmp_path, late_uri, "web_unused", retry={"attempts": 5, "backoff_s": 0.5},
+            tmp_path,
+            late_uri,
+            "web_unused",
+            retry={"attempts": 5, "backoff_s": 0.5},
             customers_etl={"customers": str(customers), "contracts": str(contracts)},
-        )  # fmt: skip
+        )
         status = run_etl_customers(settings)
     assert status["success"], status["error"]
     connect = status["steps"][0]
@@ -198,9 +227,18 @@ def test_orchestration_chain_history_and_stop_on_failure(spark, tmp_path, databa
     env = {"USAGE_ELT_HIVE__DATABASE": "web_orch", "USAGE_ELT_MODEL__MAX_ITER": "8"}
 
     # A good chain: the customers ETL, then the usage ELT, linked to the orchestration.
-    ok = CliRunner().invoke(main, [*base, "orchestrate",
-                                   "--customers", str(generated / "customers.csv"),
-                                   "--contracts", str(generated / "contracts.csv")], env=env)  # fmt: skip
+    ok = CliRunner().invoke(
+        main,
+        [
+            *base,
+            "orchestrate",
+            "--customers",
+            str(generated / "customers.csv"),
+            "--contracts",
+            str(generated / "contracts.csv"),
+        ],
+        env=env,
+    )
     assert ok.exit_code == 0, ok.output
     good = json.loads(ok.stdout.strip().splitlines()[-1])
     assert good["children"]["customers_etl"]["parent_run_id"] == good["run_id"]
@@ -211,8 +249,18 @@ def test_orchestration_chain_history_and_stop_on_failure(spark, tmp_path, databa
     assert before
 
     # A failing customers ETL stops the chain: no usage ELT, statistics untouched, one email.
-    bad = CliRunner().invoke(main, [*base, "orchestrate", "--customers", str(tmp_path / "nope.csv"),
-                                    "--contracts", str(generated / "contracts.csv")], env=env)  # fmt: skip
+    bad = CliRunner().invoke(
+        main,
+        [
+            *base,
+            "orchestrate",
+            "--customers",
+            str(tmp_path / "nope.csv"),
+            "--contracts",
+            str(generated / "contracts.csv"),
+        ],
+        env=env,
+    )
     assert bad.exit_code == 1
     failed = json.loads(bad.stdout.strip().splitlines()[-1])
     assert failed["error"]["step"] == "customers_etl"
@@ -229,13 +277,13 @@ def test_orchestration_chain_history_and_stop_on_failure(spark, tmp_path, databa
     # `runs` lists both orchestrations and their children with the parent links.
     listing = CliRunner().invoke(main, [*base, "runs"], env=env)
     assert listing.exit_code == 0, listing.output
-    for run_id in (good["run_id"], failed["run_id"],
-                   good["children"]["usage_elt"]["run_id"]):  # fmt: skip
+    for run_id in (good["run_id"], failed["run_id"], good["children"]["usage_elt"]["run_id"]):
         assert run_id in listing.stdout
     child_line = next(
-        line for line in listing.stdout.splitlines()
+        line
+        for line in listing.stdout.splitlines()
         if good["children"]["usage_elt"]["run_id"] in line
-    )  # fmt: skip
+    )
     assert good["run_id"] in child_line and "succeeded" in child_line
     failed_line = next(line for line in listing.stdout.splitlines() if failed["run_id"] in line)
     assert "failed" in failed_line

@@ -78,7 +78,7 @@ def records(source: str, schema: FileSchema) -> Iterator[Record]:
 def _csv(source: str, text: str, schema: FileSchema) -> Iterator[Record]:
     reader = csv.reader(io.StringIO(text, newline=""))
     header = [name.strip() for name in next(reader, [])]
-    _check_columns(source, header, schema)
+    check_columns(source, header, schema, list(schema.required))
     for row in reader:
         if not row or row == [""]:
             continue
@@ -108,7 +108,7 @@ def _jsonl(source: str, text: str, schema: FileSchema) -> Iterator[Record]:
             yield Record(number, {"__shape__": "not a JSON object"})
             continue
         if not seen_columns:
-            _check_columns(source, list(item), schema)
+            check_columns(source, list(item), schema, list(schema.required))
             seen_columns = True
         yield Record(number, {k: _text(item.get(k)) for k in schema.names})
 
@@ -121,8 +121,9 @@ def _text(value: object) -> str | None:
     return str(value)
 
 
-def _check_columns(source: str, header: list[str], schema: FileSchema) -> None:
-    missing = [name for name in schema.required if name not in header]
+def check_columns(source: str, header: list[str], schema: FileSchema, needed: list[str]) -> None:
+    """Refuse a source whose header lacks one of ``needed``, naming what is missing."""
+    missing = [name for name in needed if name not in header]
     if missing:
         hint = ""
         if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):

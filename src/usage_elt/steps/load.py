@@ -13,6 +13,7 @@ from pyspark.sql import types as T
 
 from usage_elt.errors import InputFileError
 from usage_elt.schemas import USAGE, FileSchema
+from usage_elt.steps.extract import check_columns
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +49,7 @@ def read_header(path: Path) -> list[str]:
 def check_header(path: Path, schema: FileSchema) -> list[str]:
     """Refuse a file whose header lacks a declared column; return the header."""
     header = read_header(path)
-    missing = [name for name in schema.names if name not in header]
-    if missing:
-        hint = ""
-        if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
-            hint = " (the header looks like it uses another delimiter than a comma)"
-        raise InputFileError(
-            f"{path} lacks the columns {', '.join(missing)}{hint}; "
-            f"expected the columns {', '.join(schema.names)}"
-        )
+    check_columns(str(path), header, schema, schema.names)
     return header
 
 

@@ -27,8 +27,12 @@ def run_orchestration(settings: Settings, run_id: str | None = None) -> dict[str
             children["customers_etl"] = etl
             step.rows = {f"customers_etl.{k}": v for k, v in etl["rows"].items()}
         if not etl["success"]:
-            children["usage_elt"] = {"workflow": "usage_elt", "status": "skipped",
-                                     "success": False, "reason": "the customers ETL failed"}  # fmt: skip
+            children["usage_elt"] = {
+                "workflow": "usage_elt",
+                "status": "skipped",
+                "success": False,
+                "reason": "the customers ETL failed",
+            }
             run.fail_child("customers_etl", etl["error"])
             return
         with run.step("usage_elt") as step:
