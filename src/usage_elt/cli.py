@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import click
 from usage_elt.config import Settings, load_settings
 from usage_elt.errors import ConfigError, UsageEltError
 from usage_elt.logs import redact, setup_logging
-from usage_elt.status import new_run_id, to_json, write_status
+from usage_elt.status import Run, check_run_id, new_run_id, to_json, write_status
 
 log = logging.getLogger(__name__)
 
@@ -90,19 +90,53 @@ def _fail(ctx: click.Context, message: str) -> None:
     sys.exit(1)
 
 
-def _prepare(ctx: click.Context, input_source: str | None = None, **options: Any):
+def _refuse(ctx: click.Context, workflow: str, exc: UsageEltError, status_file: Path | None):
+    """A call that cannot start still ends with a failure status, printed last."""
+    click.secho(f"error: {redact(str(exc))}", fg="red", err=True)
+    run = Run(workflow)
+    run.fail("start", exc)
+    _finish(run.finish(), status_file)
+
+
+def _prepare(
+    ctx: click.Context,
+    workflow: str,
+    status_file: Path | None,
+    input_source: str | None = None,
+    **options: Any,
+):
     """Settings, call keys and a run id, with logging to stderr and the run's log file."""
     try:
         payload = read_payload(input_source)
         settings = _settings(ctx, payload, **options)
+        run_id = check_run_id(payload["run_id"]) if "run_id" in payload else new_run_id()
+        parent = payload.get("parent_run_id")
+        if parent is not None and not isinstance(parent, str):
+            raise ConfigError(f"parent_run_id {parent!r} must be a string")
     except UsageEltError as exc:
-        _fail(ctx, str(exc))
-    run_id = payload.get("run_id") or new_run_id()
+        _refuse(ctx, workflow, exc, status_file)
     redact.add(*settings.secrets())
     level = "DEBUG" if ctx.find_root().params.get("debug") else settings.log_level
     setup_logging(level, settings.data_dir / "logs" / f"{run_id}.log")
-    return settings, run_id, payload.get("parent_run_id")
+    return settings, run_id, parent
 
+
+class Instant(click.ParamType):
+    """An ISO 8601 date or time; without an offset it is UTC."""
+
+    name = "ISO-8601"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            parsed = datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 date or time (2024-06-01T00:00:00Z)")
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+INSTANT = Instant()
 
 input_option = click.option(
     "--input", "input_source", metavar="FILE",
@@ -151,14 +185,18 @@ def init(ctx: click.Context, data: Path | None, generate: bool, sessions: int, c
 
     if generate == (data is not None):
         _fail(ctx, "give exactly one of --data DIR or --generate")
-    settings, run_id, _ = _prepare(ctx)
+    settings, run_id, _ = _prepare(ctx, "init", status_file)
     generation = Generation(sessions, customers, seed) if generate else None
     _finish(run_init(settings, data, generation, reset, run_id=run_id), status_file)
 
 
 @main.command()
-@click.option("--since", type=click.DateTime(), help="Window start (UTC), inclusive.")
-@click.option("--until", type=click.DateTime(), help="Window end (UTC), exclusive.")
+@click.option(
+    "--since", type=INSTANT, help="Window start, inclusive (ISO 8601; UTC without an offset)."
+)
+@click.option(
+    "--until", type=INSTANT, help="Window end, exclusive (ISO 8601; UTC without an offset)."
+)
 @click.option("--seed", type=int, help="Model seed.")
 @input_option
 @status_option
@@ -168,9 +206,8 @@ def run(ctx: click.Context, since: datetime | None, until: datetime | None, seed
     """Run the usage ELT: push down, enrich, impute, aggregate, upsert statistics."""
     from usage_elt.workflows.elt_usage import run_usage_elt
 
-    settings, run_id, parent = _prepare(
-        ctx, input_source, **{"window.since": since, "window.until": until, "model.seed": seed}
-    )
+    options = {"window.since": since, "window.until": until, "model.seed": seed}
+    settings, run_id, parent = _prepare(ctx, "usage_elt", status_file, input_source, **options)
     _finish(run_usage_elt(settings, run_id=run_id, parent_run_id=parent), status_file)
 
 
@@ -185,18 +222,20 @@ def etl_customers(ctx: click.Context, customers_src: str | None, contracts_src: 
     """Validate, anonymize and load customers and contracts (CSV or JSON Lines)."""
     from usage_elt.workflows.etl_customers import run_etl_customers
 
-    settings, run_id, parent = _prepare(
-        ctx, input_source,
-        **{"customers_etl.customers": customers_src, "customers_etl.contracts": contracts_src},
-    )  # fmt: skip
+    options = {"customers_etl.customers": customers_src, "customers_etl.contracts": contracts_src}
+    settings, run_id, parent = _prepare(ctx, "customers_etl", status_file, input_source, **options)
     _finish(run_etl_customers(settings, run_id=run_id, parent_run_id=parent), status_file)
 
 
 @main.command()
 @click.option("--customers", "customers_src", metavar="SRC", help="Raw customers: path or URL.")
 @click.option("--contracts", "contracts_src", metavar="SRC", help="Raw contracts: path or URL.")
-@click.option("--since", type=click.DateTime(), help="Window start (UTC), inclusive.")
-@click.option("--until", type=click.DateTime(), help="Window end (UTC), exclusive.")
+@click.option(
+    "--since", type=INSTANT, help="Window start, inclusive (ISO 8601; UTC without an offset)."
+)
+@click.option(
+    "--until", type=INSTANT, help="Window end, exclusive (ISO 8601; UTC without an offset)."
+)
 @input_option
 @status_option
 @click.pass_context
@@ -206,12 +245,10 @@ def orchestrate(ctx: click.Context, customers_src: str | None, contracts_src: st
     """Run the customers ETL, then the usage ELT; one combined status and notification."""
     from usage_elt.workflows.orchestration import run_orchestration
 
-    settings, run_id, _ = _prepare(
-        ctx, input_source,
-        **{"customers_etl.customers": customers_src, "customers_etl.contracts": contracts_src,
-           "window.since": since, "window.until": until},
-    )  # fmt: skip
-    _finish(run_orchestration(settings, run_id=run_id), status_file)
+    options = {"customers_etl.customers": customers_src, "customers_etl.contracts": contracts_src,
+               "window.since": since, "window.until": until}  # fmt: skip
+    settings, run_id, parent = _prepare(ctx, "orchestration", status_file, input_source, **options)
+    _finish(run_orchestration(settings, run_id=run_id, parent_run_id=parent), status_file)
 
 
 @main.group(invoke_without_command=True)
@@ -228,8 +265,11 @@ def runs(ctx: click.Context, limit: int) -> None:
     from usage_elt.engines.postgres import open_postgres
 
     settings = _quiet_settings(ctx)
-    with open_postgres(settings.postgres, settings.data_dir) as pg:
-        rows = history.recent(pg, limit)
+    try:
+        with open_postgres(settings.postgres, settings.data_dir) as pg:
+            rows = history.recent(pg, limit)
+    except UsageEltError as exc:
+        _fail(ctx, str(exc))
     table = Table("run id", "workflow", "parent", "status", "started (UTC)", "seconds", "error")
     for row in rows:
         error = row["error"] or {}
@@ -251,8 +291,11 @@ def runs_show(ctx: click.Context, run_id: str) -> None:
     from usage_elt.engines.postgres import open_postgres
 
     settings = _quiet_settings(ctx)
-    with open_postgres(settings.postgres, settings.data_dir) as pg:
-        document = history.one(pg, run_id)
+    try:
+        with open_postgres(settings.postgres, settings.data_dir) as pg:
+            document = history.one(pg, run_id)
+    except UsageEltError as exc:
+        _fail(ctx, str(exc))
     if document is None:
         _fail(ctx, f"no run {run_id} in workflow_runs; `usage-elt runs` lists the recorded ones")
     click.echo(to_json(document, indent=2))

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -108,6 +115,12 @@ class WindowSettings(BaseModel):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WindowSettings:
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ValueError(f"since {self.since} must be before until {self.until}")
+        return self
 
 
 class ModelSettings(BaseModel):
@@ -228,7 +241,9 @@ def load_settings(
     try:
         layered = _Layered(**(overrides or {}))
     except ValidationError as exc:
-        where = f" (config file {path})" if path else ""
+        where = (
+            f"; layers: config file {path}, environment, caller payload, options" if path else ""
+        )
         raise ConfigError(f"invalid settings{where}: {_short(exc)}") from None
     return Settings.model_validate(layered.model_dump())
 

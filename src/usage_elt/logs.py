@@ -47,15 +47,18 @@ _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 def setup_logging(level: str = "INFO", log_file: Path | None = None) -> None:
-    """Log the package to stderr (and to ``log_file``), secrets redacted."""
+    """Log the package to stderr at ``level`` (and all of it to ``log_file``), secrets redacted."""
     logger = logging.getLogger(PACKAGE_LOGGER)
-    logger.setLevel(level.upper())
+    logger.setLevel(logging.DEBUG if log_file is not None else level.upper())
     for handler in list(logger.handlers):
         if getattr(handler, "_usage_elt", False):
             logger.removeHandler(handler)
             handler.close()
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(level.upper())
+    handlers: list[logging.Handler] = [console]
     if log_file is not None:
+        # The run's log file keeps everything, tracebacks and SQL included.
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     for handler in handlers:

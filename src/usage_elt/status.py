@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import time
 import traceback
@@ -15,11 +16,25 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from usage_elt.config import RetrySettings
+from usage_elt.errors import ConfigError
 from usage_elt.logs import redact
 from usage_elt.retry import attempt
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")
+
+
+def check_run_id(value: object) -> str:
+    """A caller's run id, if it is safe as a file and table name part; else ConfigError."""
+    if not isinstance(value, str) or not RUN_ID.match(value) or ".." in value:
+        raise ConfigError(
+            f"run id {value!r} is not valid: use 1 to 63 letters, digits, '_', '.', ':' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -57,7 +72,7 @@ class Run:
         parameters: dict[str, Any] | None = None,
     ):
         self.workflow = workflow
-        self.run_id = run_id or new_run_id()
+        self.run_id = check_run_id(run_id) if run_id is not None else new_run_id()
         self.parent_run_id = parent_run_id
         self.parameters = parameters or {}
         self.started_at = datetime.now(UTC)

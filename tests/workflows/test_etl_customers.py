@@ -89,6 +89,8 @@ def _bad_inputs(tmp_path):
         _contract(contract_id="K-TYPE", customer_id="C-OK-2", contract_type="Lifetime"),  # 6
         _contract(contract_id="K-NEG", customer_id="C-OK-2", monthly_charge="-5"),  # 7
         _contract(contract_id="K-FUTURE", customer_id="C-OK-2", start_date="2999-01-01"),  # 8
+        _contract(contract_id="K-HUGE", customer_id="C-OK-2", tenure_months="99999999999"),  # 9
+        _contract(contract_id="K-NAN", customer_id="C-OK-2", total_charges="nan"),  # 10
     ]
     return (
         _write_csv(tmp_path / "customers.csv", CUSTOMERS.names, customers),
@@ -116,7 +118,7 @@ def test_bad_rows_go_to_reject_tables_with_reasons(tmp_path, database):
     status = run_etl_customers(_settings(tmp_path, database, customers, contracts))
     assert status["success"], status["error"]
     assert status["rows"]["customers_rejected"] == 4
-    assert status["rows"]["contracts_rejected"] == 5
+    assert status["rows"]["contracts_rejected"] == 7
 
     loaded = _rows(database, "SELECT customer_id FROM customers ORDER BY 1")
     assert loaded == [("C-OK-1",), ("C-OK-2",)]
@@ -146,6 +148,11 @@ def test_bad_rows_go_to_reject_tables_with_reasons(tmp_path, database):
     assert contract_rejects[6][0] == "contract_type" and "Lifetime" in contract_rejects[6][1]
     assert contract_rejects[7] == ("monthly_charge", "monthly_charge=-5.0 is below the minimum 0")
     assert contract_rejects[8] == ("start_date", "start_date=2999-01-01 is in the future")
+    assert contract_rejects[9] == (
+        "tenure_months",
+        "tenure_months='99999999999' is too large for an integer column",
+    )
+    assert contract_rejects[10] == ("total_charges", "total_charges='nan' is not a finite number")
 
 
 def test_running_twice_leaves_the_same_tables(tmp_path, database):

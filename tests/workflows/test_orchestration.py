@@ -289,3 +289,28 @@ def test_orchestration_chain_history_and_stop_on_failure(spark, tmp_path, databa
     assert "failed" in failed_line
     shown = CliRunner().invoke(main, [*base, "runs", "show", failed["run_id"]], env=env)
     assert json.loads(shown.stdout)["error"]["step"] == "customers_etl"
+
+
+@pytest.mark.parametrize(
+    ("payload", "phrase"),
+    [
+        ({"run_id": "../../escaped"}, "run id '../../escaped' is not valid"),
+        ({"run_id": 123}, "run id 123 is not valid"),
+        ({"window": {"since": "2024-07-01", "until": "2024-06-01"}}, "must be before until"),
+        ({"modle": {"seed": 3}}, "modle: Extra inputs are not permitted"),
+    ],
+)
+def test_a_call_that_cannot_start_still_exports_a_failure_status(tmp_path, payload, phrase):
+    status_file = tmp_path / "status.json"
+    result = CliRunner().invoke(
+        main,
+        ["--data-dir", str(tmp_path / "state"), "run", "--input", "-",
+         "--status-file", str(status_file)],
+        input=json.dumps(payload),
+    )  # fmt: skip
+    assert result.exit_code == 1
+    status = json.loads(result.stdout.strip().splitlines()[-1])
+    assert status["success"] is False and status["error"]["step"] == "start"
+    assert phrase in status["error"]["message"]
+    assert json.loads(status_file.read_text()) == status
+    assert not (tmp_path / "escaped").exists() and not (tmp_path.parent / "escaped").exists()

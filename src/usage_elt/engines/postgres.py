@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,7 +35,10 @@ class Postgres:
         try:
             return psycopg.connect(self.uri.get_secret_value(), autocommit=autocommit)
         except psycopg.OperationalError as exc:
-            raise TransientError(
+            from usage_elt.retry import is_transient
+
+            kind = TransientError if is_transient(exc) else EngineError
+            raise kind(
                 f"cannot connect to PostgreSQL at {self.description}: {redact(str(exc)).strip()}"
             ) from None
 
@@ -83,6 +87,7 @@ def open_postgres(settings: PostgresSettings, data_dir: Path) -> Iterator[Postgr
 def start_embedded(pgdata: Path) -> Any:
     """Start (or join) the embedded PostgreSQL server whose files live in ``pgdata``."""
     try:
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
         import pgserver
     except ImportError as exc:  # pragma: no cover - pgserver is a dependency
         raise EngineError("the embedded PostgreSQL needs the pgserver package") from exc

@@ -75,7 +75,7 @@ def anonymize(customers: pa.Table) -> pa.Table:
     age = customers.column("age").cast(pa.int32())
     band = pc.multiply(pc.divide(age, AGE_BAND_YEARS), AGE_BAND_YEARS)
     zip_code = pc.utf8_trim_whitespace(customers.column("zip_code").cast(pa.string()))
-    prefix = pc.utf8_slice_codeunits(pc.utf8_lpad(zip_code, 5, "0"), 0, ZIP_PREFIX_CHARS)
+    prefix = pc.utf8_slice_codeunits(zip_code, 0, ZIP_PREFIX_CHARS)
     kept = [c for c in CUSTOMER_COLUMNS if c not in ("age_band", "zip_prefix")]
     table = customers.select(kept)
     table = table.append_column("age_band", band.cast(pa.int32()))

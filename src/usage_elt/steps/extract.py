@@ -34,6 +34,11 @@ def read_source(source: str) -> str:
     """The text of a local file or an http(s) URL, decoded as UTF-8."""
     scheme = urlsplit(source).scheme.lower()
     if scheme in ("http", "https"):
+        if "@" in urlsplit(source).netloc:
+            raise InputFileError(
+                "credentials inside an http(s) URL are not supported: "
+                "serve the file without them or download it first"
+            )
         data = _fetch(source)
     elif scheme in ("", "file"):
         path = Path(urlsplit(source).path if scheme == "file" else source)
@@ -70,6 +75,8 @@ def records(source: str, schema: FileSchema) -> Iterator[Record]:
     """The records of ``source``; a file that cannot be read as a whole raises InputFileError."""
     text = read_source(source)
     if urlsplit(source).path.lower().endswith(JSONL_SUFFIXES):
+        if not text.strip():
+            raise InputFileError(f"{source} is empty: expected JSON objects, one a line")
         yield from _jsonl(source, text, schema)
     else:
         yield from _csv(source, text, schema)
@@ -105,7 +112,13 @@ def _jsonl(source: str, text: str, schema: FileSchema) -> Iterator[Record]:
             yield Record(number, {"__shape__": f"not a JSON object: {exc.msg}"})
             continue
         if not isinstance(item, dict):
+            if not seen_columns:
+                raise InputFileError(f"{source} line {number} is not a JSON object")
             yield Record(number, {"__shape__": "not a JSON object"})
+            continue
+        nested = [k for k in schema.names if isinstance(item.get(k), (dict, list))]
+        if nested:
+            yield Record(number, {"__shape__": f"a nested value in {nested[0]}"})
             continue
         if not seen_columns:
             check_columns(source, list(item), schema, list(schema.required))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
@@ -54,12 +56,23 @@ def _boolean(value: str) -> bool:
     raise ValueError("is not Yes/No")
 
 
+INT32 = (-(2**31), 2**31 - 1)
+
+
 def _integer(value: str) -> int:
-    text = value.strip()
-    number = float(text)
+    number = _finite(value)
     if not number.is_integer():
         raise ValueError("is not a whole number")
+    if not INT32[0] <= number <= INT32[1]:
+        raise ValueError("is too large for an integer column")
     return int(number)
+
+
+def _finite(value: str) -> float:
+    number = float(value.strip())
+    if not math.isfinite(number):
+        raise ValueError("is not a finite number")
+    return number
 
 
 def _date(value: str) -> date:
@@ -72,7 +85,7 @@ def _date(value: str) -> date:
 PARSERS: dict[pa.DataType, Callable[[str], Any]] = {
     pa.string(): str.strip,
     pa.int32(): _integer,
-    pa.float64(): lambda v: float(v.strip()),
+    pa.float64(): _finite,
     pa.bool_(): _boolean,
     pa.date32(): _date,
 }
@@ -87,6 +100,14 @@ def _in_range(name: str, low: float | None, high: float | None) -> Callable[[Any
             raise RowError(name, f"{name}={shown} is outside {low}..{high}")
 
     return check
+
+
+ZIP_CODE = re.compile(r"^[0-9A-Za-z]{3}[0-9A-Za-z -]{0,7}$")
+
+
+def _zip_code(value: str) -> None:
+    if not ZIP_CODE.match(value):
+        raise RowError("zip_code", "zip_code=(withheld) is not a postal code of 3 to 10 characters")
 
 
 def _known_type(value: str) -> None:
@@ -105,6 +126,7 @@ def _not_future(today: date) -> Callable[[date], None]:
 def _rules(schema: FileSchema, today: date) -> dict[str, Callable[[Any], None]]:
     if schema is CUSTOMERS:
         return {
+            "zip_code": _zip_code,
             "age": _in_range("age", 0, 120),
             "number_of_dependents": _in_range("number_of_dependents", 0, 50),
             "latitude": _in_range("latitude", -90, 90),

@@ -13,7 +13,9 @@ from usage_elt.workflows.etl_customers import run_etl_customers
 WORKFLOW = "orchestration"
 
 
-def run_orchestration(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
+def run_orchestration(
+    settings: Settings, run_id: str | None = None, parent_run_id: str | None = None
+) -> dict[str, Any]:
     """Run both workflows in order, passing them these settings; one combined status.
 
     The usage ELT does not start when the customers ETL failed. The children send no email
@@ -49,6 +51,7 @@ def run_orchestration(settings: Settings, run_id: str | None = None) -> dict[str
     }
     document = runner.execute(
         WORKFLOW, settings, body, parameters=parameters, run_id=run_id,
+        parent_run_id=parent_run_id,
         extra={"children": children},
     )  # fmt: skip
     return document
