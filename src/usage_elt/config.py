@@ -79,6 +79,20 @@ class PostgresSettings(BaseModel):
             f"?connect_timeout={self.connect_timeout_s}"
         )
 
+    def through_local_socket(self) -> bool:
+        """True when libpq would reach the server by a Unix socket of this machine, not TCP."""
+        if self.embedded:
+            return True  # the embedded server listens on a socket in data_dir only
+        if self.dsn is None:
+            return self.host.startswith("/")
+        from psycopg import Error, conninfo
+
+        try:
+            hosts = conninfo.conninfo_to_dict(self.dsn.get_secret_value()).get("host") or ""
+        except Error:
+            return False  # connecting says what is wrong with the DSN
+        return all(not host or host.startswith(("/", "@")) for host in hosts.split(","))
+
 
 class HiveSettings(BaseModel):
     """The Hive metastore: embedded Derby by default, or a thrift URI."""
@@ -101,6 +115,11 @@ class SparkSettings(BaseModel):
     executor_memory: str | None = None
     shuffle_partitions: int = Field(default=8, ge=1)
     conf: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def separate_executors(self) -> bool:
+        """True when executors are processes of their own (local-cluster, any cluster manager)."""
+        return re.fullmatch(r"local(\[[^\]]*\])?", self.master) is None
 
 
 class WindowSettings(BaseModel):
@@ -186,6 +205,18 @@ class Settings(BaseSettings):
     customers_etl: CustomersEtlSettings = Field(default_factory=CustomersEtlSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+
+    @model_validator(mode="after")
+    def _executors_reach_postgres(self) -> Settings:
+        # Executors move rows to and from PostgreSQL themselves, from wherever they run.
+        if self.spark.separate_executors and self.postgres.through_local_socket():
+            raise ConfigError(
+                f"spark.master {self.spark.master!r} runs executors in processes of their own "
+                "that connect to PostgreSQL themselves, over TCP: the embedded server and Unix "
+                "sockets are out of their reach; set postgres.host and postgres.port (or a "
+                "postgres.dsn that names a host)"
+            )
+        return self
 
     def secrets(self) -> list[str]:
         """Every secret value held, for redaction."""
