@@ -128,17 +128,15 @@ def _features(df: DataFrame) -> DataFrame:
 
 
 def _pipeline(regressor) -> Pipeline:
-    indexers = [
-        StringIndexer(
-            inputCol=name, outputCol=f"{name}_idx", handleInvalid="keep",
-            stringOrderType="alphabetAsc",
-        )
-        for name in CATEGORICAL
-    ]  # fmt: skip
+    # One indexer for every categorical column: one pass over the rows to fit, not one each.
+    indexer = StringIndexer(
+        inputCols=CATEGORICAL, outputCols=[f"{name}_idx" for name in CATEGORICAL],
+        handleInvalid="keep", stringOrderType="alphabetAsc",
+    )  # fmt: skip
     assembler = VectorAssembler(
         inputCols=NUMERIC + [f"{name}_idx" for name in CATEGORICAL], outputCol="features"
     )
-    return Pipeline(stages=[*indexers, assembler, regressor])
+    return Pipeline(stages=[indexer, assembler, regressor])
 
 
 def _regressors(settings: ModelSettings) -> dict:
