@@ -27,14 +27,14 @@ import pandas as pd
 import psycopg
 import pyspark
 import pytest
+
+from helpers import assert_statistics_match, expected_statistics, read_statistics
 from local_services import (
     LoopbackMetastore,
     PasswordPostgres,
     listening_addresses,
     postgres_bindir,
 )
-
-from helpers import assert_statistics_match, expected_statistics, read_statistics
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark, pytest.mark.postgres]
 
