@@ -99,6 +99,7 @@ def make_settings(data_dir: Path, pg_uri: str, hive_database: str, **extra) -> S
         "hive": {"database": hive_database},
         "model": {"max_iter": 15, "max_depth": 4},
         "spark": {"master": "local[2]"},
+        "retry": {"attempts": 3, "backoff_s": 0.2},
     }
     for key, value in extra.items():
         if isinstance(value, dict):

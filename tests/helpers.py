@@ -35,15 +35,16 @@ def expected_statistics(imputed: pd.DataFrame) -> pd.DataFrame:
     return duckdb.sql(
         """
         SELECT customer_id,
-               count(*)                                                         AS total_visits,
-               avg(satisfaction)                                                AS avg_satisfaction,
+               count(*)                                        AS total_visits,
+               avg(satisfaction)                               AS avg_satisfaction,
                avg(satisfaction) FILTER (WHERE satisfaction_source = 'observed')
-                                                                                AS avg_observed_satisfaction,
-               count(*) FILTER (WHERE satisfaction_source = 'imputed')          AS imputed_scores,
-               avg(duration_s)                                                  AS avg_duration_s,
-               sum(clicks)                                                      AS total_clicks,
-               min(session_start)                                               AS first_visit,
-               max(session_start)                                               AS last_visit
+                                                               AS avg_observed_satisfaction,
+               count(*) FILTER (WHERE satisfaction_source = 'imputed')
+                                                               AS imputed_scores,
+               avg(duration_s)                                 AS avg_duration_s,
+               sum(clicks)                                     AS total_clicks,
+               min(session_start)                              AS first_visit,
+               max(session_start)                              AS last_visit
         FROM imputed
         GROUP BY customer_id
         ORDER BY customer_id
@@ -66,3 +67,73 @@ def assert_statistics_match(actual: pd.DataFrame, expected: pd.DataFrame) -> Non
             assert (both_null | close).all(), column
         else:
             assert np.allclose(got.astype(float), want.astype(float), rtol=1e-9, atol=1e-9), column
+
+
+class LateProxy:
+    """A loopback TCP proxy to a real server that starts listening only after a delay.
+
+    Until it listens, connections to its port are refused: a server that comes up late.
+    """
+
+    def __init__(self, target_port: int, delay_s: float, target_host: str = "127.0.0.1"):
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self._target = (target_host, target_port)
+        self._delay = delay_s
+        self._stop = False
+        self._listener = None
+
+    def __enter__(self):
+        import threading
+
+        self._timer = threading.Timer(self._delay, self._listen)
+        self._timer.start()
+        return self
+
+    def _listen(self):
+        import socket
+        import threading
+
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        listener.settimeout(0.2)
+        self._listener = listener
+
+        def serve():
+            while not self._stop:
+                try:
+                    client, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                upstream = socket.create_connection(self._target)
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+        threading.Thread(target=serve, daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(2)
+                except OSError:
+                    pass
+
+    def __exit__(self, *exc):
+        self._timer.cancel()
+        self._stop = True
+        if self._listener is not None:
+            self._listener.close()

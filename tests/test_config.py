@@ -68,3 +68,29 @@ def test_bad_values_name_the_key_and_not_the_secret(tmp_path):
 def test_hive_database_must_be_an_identifier():
     with pytest.raises(ConfigError, match="web; DROP"):
         load_settings(None, {"hive": {"database": "web; DROP"}})
+
+
+@pytest.mark.parametrize("master", ["local-cluster[2,1,1024]", "spark://127.0.0.1:7077", "yarn"])
+@pytest.mark.parametrize(
+    "postgres",
+    [{}, {"dsn": "postgresql://etl:s3cr3t-pw@/analytics?host=/run/postgresql"}, {"host": "/tmp"}],
+    ids=["embedded", "socket-dsn", "socket-host"],
+)
+def test_separate_executors_need_postgres_over_tcp(master, postgres):
+    with pytest.raises(ConfigError, match="set postgres.host and postgres.port") as raised:
+        load_settings(None, {"spark": {"master": master}, "postgres": postgres})
+    assert "s3cr3t-pw" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("master", "postgres", "separate"),
+    [
+        ("local[2]", {}, False),
+        ("local", {"dsn": "postgresql:///analytics?host=/run/postgresql"}, False),
+        ("local-cluster[2,1,1024]", {"host": "127.0.0.1", "password": "s3cr3t-pw"}, True),
+        ("spark://127.0.0.1:7077", {"dsn": "postgresql://etl@127.0.0.1:5432/analytics"}, True),
+    ],
+)
+def test_masters_and_servers_that_go_together(master, postgres, separate):
+    settings = load_settings(None, {"spark": {"master": master}, "postgres": postgres})
+    assert settings.spark.separate_executors is separate

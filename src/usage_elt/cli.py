@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
 from usage_elt.config import Settings, load_settings
-from usage_elt.errors import UsageEltError
+from usage_elt.errors import ConfigError, UsageEltError
 from usage_elt.logs import redact, setup_logging
-from usage_elt.status import new_run_id, to_json, write_status
+from usage_elt.status import Run, check_run_id, new_run_id, to_json, write_status
 
 log = logging.getLogger(__name__)
+
+# Keys of a caller's payload that are not settings but describe the call itself.
+CALL_KEYS = ("run_id", "parent_run_id")
 
 
 def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -27,7 +31,39 @@ def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
     tree[leaf] = value
 
 
-def _settings(ctx: click.Context, **options: Any) -> Settings:
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_payload(source: str | None) -> dict[str, Any]:
+    """A caller's JSON payload from a file, or from standard input for ``-``."""
+    if source is None:
+        return {}
+    where = "standard input" if source == "-" else source
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        payload = json.loads(text)
+    except FileNotFoundError:
+        raise ConfigError(f"input payload {where} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"input payload from {where} is not JSON: {exc.msg} (line {exc.lineno})"
+        ) from None
+    if not isinstance(payload, dict):
+        raise ConfigError(f"input payload from {where} must be a JSON object")
+    return payload
+
+
+def _settings(
+    ctx: click.Context, payload: dict[str, Any] | None = None, **options: Any
+) -> Settings:
+    """Settings: defaults < config file < environment < caller payload < command-line options."""
     root = ctx.find_root().params
     overrides: dict[str, Any] = {}
     _set(overrides, "data_dir", root.get("data_dir"))
@@ -36,7 +72,8 @@ def _settings(ctx: click.Context, **options: Any) -> Settings:
     _set(overrides, "spark.master", root.get("master"))
     for dotted, value in options.items():
         _set(overrides, dotted, value)
-    return load_settings(root.get("config"), overrides)
+    layered = {k: v for k, v in (payload or {}).items() if k not in CALL_KEYS}
+    return load_settings(root.get("config"), _merge(layered, overrides))
 
 
 def _finish(document: dict[str, Any], status_file: Path | None) -> None:
@@ -46,11 +83,70 @@ def _finish(document: dict[str, Any], status_file: Path | None) -> None:
     sys.exit(0 if document.get("success") else 1)
 
 
-def _fail(message: str, debug: bool) -> None:
-    if debug:
+def _fail(ctx: click.Context, message: str) -> None:
+    if ctx.find_root().params.get("debug"):
         log.exception("failed")
     click.secho(f"error: {redact(message)}", fg="red", err=True)
     sys.exit(1)
+
+
+def _refuse(ctx: click.Context, workflow: str, exc: UsageEltError, status_file: Path | None):
+    """A call that cannot start still ends with a failure status, printed last."""
+    click.secho(f"error: {redact(str(exc))}", fg="red", err=True)
+    run = Run(workflow)
+    run.fail("start", exc)
+    _finish(run.finish(), status_file)
+
+
+def _prepare(
+    ctx: click.Context,
+    workflow: str,
+    status_file: Path | None,
+    input_source: str | None = None,
+    **options: Any,
+):
+    """Settings, call keys and a run id, with logging to stderr and the run's log file."""
+    try:
+        payload = read_payload(input_source)
+        settings = _settings(ctx, payload, **options)
+        run_id = check_run_id(payload["run_id"]) if "run_id" in payload else new_run_id()
+        parent = payload.get("parent_run_id")
+        if parent is not None and not isinstance(parent, str):
+            raise ConfigError(f"parent_run_id {parent!r} must be a string")
+    except UsageEltError as exc:
+        _refuse(ctx, workflow, exc, status_file)
+    redact.add(*settings.secrets())
+    level = "DEBUG" if ctx.find_root().params.get("debug") else settings.log_level
+    setup_logging(level, settings.data_dir / "logs" / f"{run_id}.log")
+    return settings, run_id, parent
+
+
+class Instant(click.ParamType):
+    """An ISO 8601 date or time; without an offset it is UTC."""
+
+    name = "ISO-8601"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            parsed = datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 date or time (2024-06-01T00:00:00Z)")
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+INSTANT = Instant()
+
+input_option = click.option(
+    "--input", "input_source", metavar="FILE",
+    help="A caller's JSON payload (FILE, or - for standard input); its values replace the "
+    "config file's and the environment's.",
+)  # fmt: skip
+status_option = click.option(
+    "--status-file", type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the status document to this file.",
+)  # fmt: skip
 
 
 @click.group()
@@ -69,13 +165,6 @@ def main(**_: Any) -> None:
     """usage-elt: per-customer website usage statistics you can trust."""  # fmt: skip
 
 
-def _start(ctx: click.Context, settings: Settings, run_id: str) -> None:
-    debug = ctx.find_root().params.get("debug")
-    redact.add(*settings.secrets())
-    setup_logging("DEBUG" if debug else settings.log_level,
-                  settings.data_dir / "logs" / f"{run_id}.log")  # fmt: skip
-
-
 @main.command()
 @click.option(
     "--data",
@@ -87,7 +176,7 @@ def _start(ctx: click.Context, settings: Settings, run_id: str) -> None:
 @click.option("--customers", type=click.IntRange(min=1), default=4_000, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--reset", is_flag=True, help="Drop the loaded and derived tables first.")
-@click.option("--status-file", type=click.Path(dir_okay=False, path_type=Path))
+@status_option
 @click.pass_context
 def init(ctx: click.Context, data: Path | None, generate: bool, sessions: int, customers: int,
          seed: int, reset: bool, status_file: Path | None) -> None:  # fmt: skip
@@ -95,36 +184,131 @@ def init(ctx: click.Context, data: Path | None, generate: bool, sessions: int, c
     from usage_elt.workflows.init import Generation, run_init
 
     if generate == (data is not None):
-        _fail("give exactly one of --data DIR or --generate", False)
-    try:
-        settings = _settings(ctx)
-    except UsageEltError as exc:
-        _fail(str(exc), ctx.find_root().params.get("debug"))
-    run_id = new_run_id()
-    _start(ctx, settings, run_id)
+        _fail(ctx, "give exactly one of --data DIR or --generate")
+    settings, run_id, _ = _prepare(ctx, "init", status_file)
     generation = Generation(sessions, customers, seed) if generate else None
     _finish(run_init(settings, data, generation, reset, run_id=run_id), status_file)
 
 
 @main.command()
-@click.option("--since", type=click.DateTime(), help="Window start (UTC), inclusive.")
-@click.option("--until", type=click.DateTime(), help="Window end (UTC), exclusive.")
+@click.option(
+    "--since", type=INSTANT, help="Window start, inclusive (ISO 8601; UTC without an offset)."
+)
+@click.option(
+    "--until", type=INSTANT, help="Window end, exclusive (ISO 8601; UTC without an offset)."
+)
 @click.option("--seed", type=int, help="Model seed.")
-@click.option("--status-file", type=click.Path(dir_okay=False, path_type=Path))
+@input_option
+@status_option
 @click.pass_context
 def run(ctx: click.Context, since: datetime | None, until: datetime | None, seed: int | None,
-        status_file: Path | None) -> None:  # fmt: skip
+        input_source: str | None, status_file: Path | None) -> None:  # fmt: skip
     """Run the usage ELT: push down, enrich, impute, aggregate, upsert statistics."""
     from usage_elt.workflows.elt_usage import run_usage_elt
 
+    options = {"window.since": since, "window.until": until, "model.seed": seed}
+    settings, run_id, parent = _prepare(ctx, "usage_elt", status_file, input_source, **options)
+    _finish(run_usage_elt(settings, run_id=run_id, parent_run_id=parent), status_file)
+
+
+@main.command("etl-customers")
+@click.option("--customers", "customers_src", metavar="SRC", help="Raw customers: path or URL.")
+@click.option("--contracts", "contracts_src", metavar="SRC", help="Raw contracts: path or URL.")
+@input_option
+@status_option
+@click.pass_context
+def etl_customers(ctx: click.Context, customers_src: str | None, contracts_src: str | None,
+                  input_source: str | None, status_file: Path | None) -> None:  # fmt: skip
+    """Validate, anonymize and load customers and contracts (CSV or JSON Lines)."""
+    from usage_elt.workflows.etl_customers import run_etl_customers
+
+    options = {"customers_etl.customers": customers_src, "customers_etl.contracts": contracts_src}
+    settings, run_id, parent = _prepare(ctx, "customers_etl", status_file, input_source, **options)
+    _finish(run_etl_customers(settings, run_id=run_id, parent_run_id=parent), status_file)
+
+
+@main.command()
+@click.option("--customers", "customers_src", metavar="SRC", help="Raw customers: path or URL.")
+@click.option("--contracts", "contracts_src", metavar="SRC", help="Raw contracts: path or URL.")
+@click.option(
+    "--since", type=INSTANT, help="Window start, inclusive (ISO 8601; UTC without an offset)."
+)
+@click.option(
+    "--until", type=INSTANT, help="Window end, exclusive (ISO 8601; UTC without an offset)."
+)
+@input_option
+@status_option
+@click.pass_context
+def orchestrate(ctx: click.Context, customers_src: str | None, contracts_src: str | None,
+                since: datetime | None, until: datetime | None, input_source: str | None,
+                status_file: Path | None) -> None:  # fmt: skip
+    """Run the customers ETL, then the usage ELT; one combined status and notification."""
+    from usage_elt.workflows.orchestration import run_orchestration
+
+    options = {"customers_etl.customers": customers_src, "customers_etl.contracts": contracts_src,
+               "window.since": since, "window.until": until}  # fmt: skip
+    settings, run_id, parent = _prepare(ctx, "orchestration", status_file, input_source, **options)
+    _finish(run_orchestration(settings, run_id=run_id, parent_run_id=parent), status_file)
+
+
+@main.group(invoke_without_command=True)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.pass_context
+def runs(ctx: click.Context, limit: int) -> None:
+    """List the last runs; `runs show RUN_ID` shows one in full."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from usage_elt import history
+    from usage_elt.engines.postgres import open_postgres
+
+    settings = _quiet_settings(ctx)
     try:
-        settings = _settings(ctx, **{"window.since": since, "window.until": until,
-                                     "model.seed": seed})  # fmt: skip
+        with open_postgres(settings.postgres, settings.data_dir) as pg:
+            rows = history.recent(pg, limit)
     except UsageEltError as exc:
-        _fail(str(exc), ctx.find_root().params.get("debug"))
-    run_id = new_run_id()
-    _start(ctx, settings, run_id)
-    _finish(run_usage_elt(settings, run_id=run_id), status_file)
+        _fail(ctx, str(exc))
+    table = Table("run id", "workflow", "parent", "status", "started (UTC)", "seconds", "error")
+    for row in rows:
+        error = row["error"] or {}
+        table.add_row(
+            row["run_id"], row["workflow"], row["parent_run_id"] or "", row["status"],
+            f"{row['started_at']:%Y-%m-%d %H:%M:%S}",
+            f"{row['seconds']:.1f}" if row["seconds"] is not None else "",
+            redact(f"{error.get('step', '')}: {error.get('message', '')}"[:80]) if error else "",
+        )  # fmt: skip
+    Console(width=200).print(table)
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.pass_context
+def runs_show(ctx: click.Context, run_id: str) -> None:
+    """Show one run's full status document."""
+    from usage_elt import history
+    from usage_elt.engines.postgres import open_postgres
+
+    settings = _quiet_settings(ctx)
+    try:
+        with open_postgres(settings.postgres, settings.data_dir) as pg:
+            document = history.one(pg, run_id)
+    except UsageEltError as exc:
+        _fail(ctx, str(exc))
+    if document is None:
+        _fail(ctx, f"no run {run_id} in workflow_runs; `usage-elt runs` lists the recorded ones")
+    click.echo(to_json(document, indent=2))
+
+
+def _quiet_settings(ctx: click.Context) -> Settings:
+    try:
+        settings = _settings(ctx)
+    except UsageEltError as exc:
+        _fail(ctx, str(exc))
+    redact.add(*settings.secrets())
+    setup_logging("DEBUG" if ctx.find_root().params.get("debug") else "WARNING")
+    return settings
 
 
 if __name__ == "__main__":  # pragma: no cover

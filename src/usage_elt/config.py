@@ -12,10 +12,17 @@ import re
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -72,6 +79,20 @@ class PostgresSettings(BaseModel):
             f"?connect_timeout={self.connect_timeout_s}"
         )
 
+    def through_local_socket(self) -> bool:
+        """True when libpq would reach the server by a Unix socket of this machine, not TCP."""
+        if self.embedded:
+            return True  # the embedded server listens on a socket in data_dir only
+        if self.dsn is None:
+            return self.host.startswith("/")
+        from psycopg import Error, conninfo
+
+        try:
+            hosts = conninfo.conninfo_to_dict(self.dsn.get_secret_value()).get("host") or ""
+        except Error:
+            return False  # connecting says what is wrong with the DSN
+        return all(not host or host.startswith(("/", "@")) for host in hosts.split(","))
+
 
 class HiveSettings(BaseModel):
     """The Hive metastore: embedded Derby by default, or a thrift URI."""
@@ -95,6 +116,11 @@ class SparkSettings(BaseModel):
     shuffle_partitions: int = Field(default=8, ge=1)
     conf: dict[str, str] = Field(default_factory=dict)
 
+    @property
+    def separate_executors(self) -> bool:
+        """True when executors are processes of their own (local-cluster, any cluster manager)."""
+        return re.fullmatch(r"local(\[[^\]]*\])?", self.master) is None
+
 
 class WindowSettings(BaseModel):
     """The processing window over session start times: [since, until), UTC."""
@@ -109,6 +135,12 @@ class WindowSettings(BaseModel):
             return value.replace(tzinfo=UTC)
         return value
 
+    @model_validator(mode="after")
+    def _ordered(self) -> WindowSettings:
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ValueError(f"since {self.since} must be before until {self.until}")
+        return self
+
 
 class ModelSettings(BaseModel):
     """Imputation model parameters."""
@@ -119,6 +151,39 @@ class ModelSettings(BaseModel):
     max_iter: int = Field(default=40, ge=1)
     max_depth: int = Field(default=5, ge=1, le=30)
     step_size: float = Field(default=0.1, gt=0, le=1)
+
+
+class CustomersEtlSettings(BaseModel):
+    """Where the customers ETL reads raw data: a local path or an http(s) URL each."""
+
+    customers: str | None = None
+    contracts: str | None = None
+
+
+class RetrySettings(BaseModel):
+    """Retries of a step that failed with a transient error (connection, timeout, restart)."""
+
+    attempts: int = Field(default=3, ge=1, le=20)
+    backoff_s: float = Field(default=2.0, ge=0)
+    max_backoff_s: float = Field(default=30.0, ge=0)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based): exponential."""
+        return min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
+
+
+class SmtpSettings(BaseModel):
+    """Email notifications; with no host, messages go to the outbox folder as .eml files."""
+
+    host: str | None = None
+    port: int = 587
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    user: str | None = None
+    password: SecretStr | None = None
+    sender: str = "usage-elt@localhost"
+    recipients: list[str] = Field(default_factory=list)
+    on_success: bool = False
+    timeout_s: float = 15.0
 
 
 class Settings(BaseSettings):
@@ -137,11 +202,26 @@ class Settings(BaseSettings):
     spark: SparkSettings = Field(default_factory=SparkSettings)
     window: WindowSettings = Field(default_factory=WindowSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    customers_etl: CustomersEtlSettings = Field(default_factory=CustomersEtlSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+
+    @model_validator(mode="after")
+    def _executors_reach_postgres(self) -> Settings:
+        # Executors move rows to and from PostgreSQL themselves, from wherever they run.
+        if self.spark.separate_executors and self.postgres.through_local_socket():
+            raise ConfigError(
+                f"spark.master {self.spark.master!r} runs executors in processes of their own "
+                "that connect to PostgreSQL themselves, over TCP: the embedded server and Unix "
+                "sockets are out of their reach; set postgres.host and postgres.port (or a "
+                "postgres.dsn that names a host)"
+            )
+        return self
 
     def secrets(self) -> list[str]:
         """Every secret value held, for redaction."""
         values = []
-        for secret in (self.postgres.dsn, self.postgres.password):
+        for secret in (self.postgres.dsn, self.postgres.password, self.smtp.password):
             if secret is not None and secret.get_secret_value():
                 values.append(secret.get_secret_value())
         return values
@@ -192,7 +272,9 @@ def load_settings(
     try:
         layered = _Layered(**(overrides or {}))
     except ValidationError as exc:
-        where = f" (config file {path})" if path else ""
+        where = (
+            f"; layers: config file {path}, environment, caller payload, options" if path else ""
+        )
         raise ConfigError(f"invalid settings{where}: {_short(exc)}") from None
     return Settings.model_validate(layered.model_dump())
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 PACKAGE_LOGGER = "usage_elt"
@@ -44,15 +47,18 @@ _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 def setup_logging(level: str = "INFO", log_file: Path | None = None) -> None:
-    """Log the package to stderr (and to ``log_file``), secrets redacted."""
+    """Log the package to stderr at ``level`` (and all of it to ``log_file``), secrets redacted."""
     logger = logging.getLogger(PACKAGE_LOGGER)
-    logger.setLevel(level.upper())
+    logger.setLevel(logging.DEBUG if log_file is not None else level.upper())
     for handler in list(logger.handlers):
         if getattr(handler, "_usage_elt", False):
             logger.removeHandler(handler)
             handler.close()
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(level.upper())
+    handlers: list[logging.Handler] = [console]
     if log_file is not None:
+        # The run's log file keeps everything, tracebacks and SQL included.
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     for handler in handlers:
@@ -61,3 +67,38 @@ def setup_logging(level: str = "INFO", log_file: Path | None = None) -> None:
         logger.addHandler(handler)
     for noisy in ("py4j", "pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class LogTail(logging.Handler):
+    """Keeps the last lines the package logged during a run, redacted, for notifications."""
+
+    def __init__(self, lines: int = 60):
+        super().__init__(logging.DEBUG)
+        self.lines: deque[str] = deque(maxlen=lines)
+        self.setFormatter(_RedactingFormatter(_FORMAT))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # a log line must never break a run
+            self.handleError(record)
+
+
+@contextmanager
+def log_tail(lines: int = 60) -> Iterator[LogTail]:
+    """Capture the package's INFO and above while the block runs."""
+    logger = logging.getLogger(PACKAGE_LOGGER)
+    handler = LogTail(lines)
+    handler.setLevel(logging.INFO)
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        previous = logger.level
+        logger.setLevel(logging.INFO)
+    else:
+        previous = None
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        if previous is not None:
+            logger.setLevel(previous)

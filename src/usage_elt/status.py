@@ -4,19 +4,37 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from usage_elt.config import RetrySettings
+from usage_elt.errors import ConfigError
 from usage_elt.logs import redact
+from usage_elt.retry import attempt
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")
+
+
+def check_run_id(value: object) -> str:
+    """A caller's run id, if it is safe as a file and table name part; else ConfigError."""
+    if not isinstance(value, str) or not RUN_ID.match(value) or ".." in value:
+        raise ConfigError(
+            f"run id {value!r} is not valid: use 1 to 63 letters, digits, '_', '.', ':' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -54,7 +72,7 @@ class Run:
         parameters: dict[str, Any] | None = None,
     ):
         self.workflow = workflow
-        self.run_id = run_id or new_run_id()
+        self.run_id = check_run_id(run_id) if run_id is not None else new_run_id()
         self.parent_run_id = parent_run_id
         self.parameters = parameters or {}
         self.started_at = datetime.now(UTC)
@@ -82,11 +100,42 @@ class Run:
             record.seconds = time.monotonic() - started
             self.fail(name, exc)
             raise
-        record.status = "succeeded"
+        if record.status == "running":
+            record.status = "succeeded"
         record.seconds = time.monotonic() - started
         self.rows.update(record.rows)
         counts = ", ".join(f"{k}={v}" for k, v in record.rows.items()) or "no rows"
         log.info("step %s done in %.2fs: %s", name, record.seconds, counts)
+
+    def execute(
+        self, name: str, body: Callable[[StepRecord], T], retry: RetrySettings | None = None
+    ) -> T:
+        """Run ``body`` as step ``name``; transient failures are retried under ``retry``."""
+        with self.step(name) as record:
+
+            def once(number: int) -> T:
+                record.attempts = number
+                record.rows = {}
+                return body(record)
+
+            if retry is None:
+                return once(1)
+            return attempt(once, retry, f"step {name}")
+
+    def fail_child(self, step: str, error: dict[str, Any] | None) -> None:
+        """Record that the child workflow run as ``step`` failed with ``error``."""
+        for record in self.steps:
+            if record.name == step:
+                record.status = "failed"
+        if self.error is None:
+            error = error or {"type": "Error", "message": "failed"}
+            self.error = {"step": step, "type": error.get("type", "Error"),
+                          "message": f"{step} failed: {error.get('message', '')}"}  # fmt: skip
+            self.status = "failed"
+
+    @property
+    def current_step(self) -> str:
+        return self.steps[-1].name if self.steps else "start"
 
     def fail(self, step: str, exc: BaseException) -> None:
         """Record the failure of ``step``; the traceback goes to the log, not the status."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,10 +19,6 @@ from usage_elt.errors import EngineError, TransientError
 from usage_elt.logs import redact
 
 log = logging.getLogger(__name__)
-
-# SQLSTATE classes that may pass on a later attempt: connection exceptions, operator
-# intervention (server shutting down or restarting), insufficient resources.
-TRANSIENT_SQLSTATE_CLASSES = ("08", "57", "53")
 
 
 @dataclass(frozen=True)
@@ -38,9 +35,17 @@ class Postgres:
         try:
             return psycopg.connect(self.uri.get_secret_value(), autocommit=autocommit)
         except psycopg.OperationalError as exc:
-            raise TransientError(
+            from usage_elt.retry import is_transient
+
+            kind = TransientError if is_transient(exc) else EngineError
+            raise kind(
                 f"cannot connect to PostgreSQL at {self.description}: {redact(str(exc)).strip()}"
             ) from None
+
+    def ping(self) -> None:
+        """Connect once and run ``SELECT 1``: proves the server answers."""
+        with self.connect() as conn:
+            conn.execute("SELECT 1")
 
     def execute(self, sql: str, params: tuple | dict | None = None) -> None:
         """Run one statement in its own transaction."""
@@ -53,16 +58,6 @@ class Postgres:
         with self.connect() as conn:
             log.debug("SQL: %s", sql)
             return conn.execute(sql, params).fetchall()
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for PostgreSQL errors that may pass when tried again."""
-    if isinstance(exc, TransientError):
-        return True
-    sqlstate = getattr(exc, "sqlstate", None)
-    if isinstance(sqlstate, str) and sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES:
-        return True
-    return isinstance(exc, psycopg.OperationalError) and sqlstate is None
 
 
 @contextmanager
@@ -92,6 +87,7 @@ def open_postgres(settings: PostgresSettings, data_dir: Path) -> Iterator[Postgr
 def start_embedded(pgdata: Path) -> Any:
     """Start (or join) the embedded PostgreSQL server whose files live in ``pgdata``."""
     try:
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
         import pgserver
     except ImportError as exc:  # pragma: no cover - pgserver is a dependency
         raise EngineError("the embedded PostgreSQL needs the pgserver package") from exc

@@ -7,17 +7,17 @@ from pyspark.sql import DataFrame, SparkSession
 
 STATISTICS_SQL = """
 SELECT customer_id,
-       CAST(count(*) AS BIGINT)                                              AS total_visits,
-       avg(satisfaction)                                                     AS avg_satisfaction,
+       CAST(count(*) AS BIGINT)                  AS total_visits,
+       avg(satisfaction)                         AS avg_satisfaction,
        avg(CASE WHEN satisfaction_source = 'observed' THEN satisfaction END)
-                                                                             AS avg_observed_satisfaction,
+                                                 AS avg_observed_satisfaction,
        CAST(sum(CASE WHEN satisfaction_source = 'imputed' THEN 1 ELSE 0 END) AS BIGINT)
-                                                                             AS imputed_scores,
-       avg(duration_s)                                                       AS avg_duration_s,
-       CAST(sum(clicks) AS BIGINT)                                           AS total_clicks,
-       min(session_start)                                                    AS first_visit,
-       max(session_start)                                                    AS last_visit,
-       :run_id                                                               AS run_id
+                                                 AS imputed_scores,
+       avg(duration_s)                           AS avg_duration_s,
+       CAST(sum(clicks) AS BIGINT)               AS total_clicks,
+       min(session_start)                        AS first_visit,
+       max(session_start)                        AS last_visit,
+       :run_id                                   AS run_id
 FROM {table}
 WHERE run_id = :run_id
 GROUP BY customer_id

@@ -10,13 +10,13 @@ from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
 from usage_elt.config import Settings
-from usage_elt.engines.postgres import open_postgres
-from usage_elt.engines.spark import ensure_database, spark_session
+from usage_elt.engines.spark import ensure_database
 from usage_elt.errors import DataError
 from usage_elt.logs import redact
 from usage_elt.schemas import USAGE
-from usage_elt.status import Run, save_run_files
+from usage_elt.status import Run, StepRecord
 from usage_elt.steps import access, aggregate, impute, save, transform
+from usage_elt.workflows import runner
 
 log = logging.getLogger(__name__)
 
@@ -45,29 +45,29 @@ def run_parameters(settings: Settings) -> dict[str, Any]:
 
 
 def run_usage_elt(
-    settings: Settings, run_id: str | None = None, parent_run_id: str | None = None
+    settings: Settings,
+    run_id: str | None = None,
+    parent_run_id: str | None = None,
+    notify_people: bool = True,
 ) -> dict[str, Any]:
-    """Run the usage ELT once; returns its status document (never raises for a failed step)."""
-    redact.add(*settings.secrets())
-    run = Run(WORKFLOW, run_id, parent_run_id, run_parameters(settings))
-    try:
+    """Run the usage ELT once with ``settings``; returns its status document, never raises."""
+
+    def body(run: Run) -> None:
         with ExitStack() as stack:
-            with run.step("connect"):
-                spark = stack.enter_context(spark_session(settings))
-                pg = stack.enter_context(open_postgres(settings.postgres, settings.data_dir))
+            spark, pg = runner.connect(run, settings, stack, with_spark=True)
             _run_steps(run, settings, spark, pg)
-    except Exception as exc:  # already recorded when raised inside a step
-        run.fail(run.steps[-1].name if run.steps else "start", exc)
-    document = run.finish()
-    save_run_files(settings.data_dir, run, document)
-    return document
+
+    return runner.execute(
+        WORKFLOW, settings, body, parameters=run_parameters(settings), run_id=run_id,
+        parent_run_id=parent_run_id, notify_people=notify_people,
+    )  # fmt: skip
 
 
 def _run_steps(run: Run, settings: Settings, spark, pg) -> None:
     db = settings.hive.database
     usage_table, imputed_table = f"`{db}`.usage", f"`{db}`.usage_imputed"
 
-    with run.step("access") as step:
+    def access_step(step: StepRecord):
         if not spark.catalog.tableExists(f"{db}.usage"):
             raise DataError(f"Hive table {db}.usage does not exist; run `usage-elt init` first")
         features = access.customer_contracts(spark, pg, settings.postgres.read_partitions)
@@ -79,6 +79,9 @@ def _run_steps(run: Run, settings: Settings, spark, pg) -> None:
                 f"no sessions in {db}.usage for the window since={settings.window.since} "
                 f"until={settings.window.until}; widen the window or load sessions"
             )
+        return features, sessions
+
+    features, sessions = run.execute("access", access_step, settings.retry)
 
     with run.step("enrich") as step:
         enriched = transform.enrich(sessions, features).persist(StorageLevel.MEMORY_AND_DISK)
@@ -123,8 +126,10 @@ def _run_steps(run: Run, settings: Settings, spark, pg) -> None:
         stats = aggregate.statistics(spark, imputed_table, run.run_id).persist()
         step.rows = {"customers_with_sessions": stats.count()}
 
-    with run.step("save") as step:
+    def save_step(step: StepRecord) -> None:
         saved = save.save_statistics(stats, pg, run.run_id)
         step.rows = {"statistics_staged": saved["staged"], "statistics_upserted": saved["upserted"]}
-        stats.unpersist()
+
+    run.execute("save", save_step, settings.retry)
+    stats.unpersist()
     log.info("run %s wrote %s", run.run_id, redact(str(run.rows)))

@@ -9,20 +9,23 @@ from pathlib import Path
 from typing import Any
 
 from usage_elt.config import Settings
-from usage_elt.engines.postgres import Postgres, open_postgres
-from usage_elt.engines.spark import ensure_database, spark_session
+from usage_elt.engines.postgres import Postgres
+from usage_elt.engines.spark import ensure_database
 from usage_elt.errors import InputFileError
-from usage_elt.logs import redact
 from usage_elt.schemas import CONTRACTS, CUSTOMERS, USAGE
 from usage_elt.status import Run
-from usage_elt.steps import customers, load
+from usage_elt.steps import load
 from usage_elt.synthetic import generate
+from usage_elt.workflows import runner
+from usage_elt.workflows.etl_customers import run_customer_steps
 
 log = logging.getLogger(__name__)
 
 WORKFLOW = "init"
 # Dropped by --reset, dependants first.
-POSTGRES_TABLES = ("statistics", "contracts", "customers")
+POSTGRES_TABLES = (
+    "statistics", "contracts", "customers", "contracts_rejected", "customers_rejected",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -40,42 +43,39 @@ def run_init(
     run_id: str | None = None,
 ) -> dict[str, Any]:
     """Create (or reset) the environment and load one data folder; returns the status."""
-    redact.add(*settings.secrets())
     parameters: dict[str, Any] = {"data": str(data) if data else None, "reset": reset}
     if generation is not None:
         parameters["generate"] = generation.__dict__
-    run = Run(WORKFLOW, run_id, parameters=parameters)
-    try:
+
+    def body(run: Run) -> None:
+        folder = data
         with ExitStack() as stack:
-            with run.step("connect"):
-                spark = stack.enter_context(spark_session(settings))
-                pg = stack.enter_context(open_postgres(settings.postgres, settings.data_dir))
+            spark, pg = runner.connect(run, settings, stack, with_spark=True)
             if reset:
                 with run.step("reset"):
                     _reset(spark, pg, settings.hive.database)
             if generation is not None:
                 with run.step("generate") as step:
-                    data = settings.data_dir / "generated"
+                    folder = settings.data_dir / "generated"
                     step.rows = generate(
-                        data, generation.sessions, generation.customers, generation.seed
+                        folder, generation.sessions, generation.customers, generation.seed
                     )
-            if data is None:
+            if folder is None:
                 raise InputFileError("give a data folder with --data, or --generate")
-            with run.step("load_customers") as step:
-                step.rows = _load_customers(pg, data)
+            customers_src, contracts_src = folder / CUSTOMERS.name, folder / CONTRACTS.name
+            with run.step("check_files"):
+                load.check_header(folder / USAGE.name, USAGE)
+                for path, schema in ((customers_src, CUSTOMERS), (contracts_src, CONTRACTS)):
+                    load.check_header(path, schema)
+            run_customer_steps(run, pg, str(customers_src), str(contracts_src), settings)
             with run.step("load_usage") as step:
                 ensure_database(spark, settings.hive.database)
-                valid, rejected = load.read_usage_csv(spark, data / USAGE.name)
+                valid, rejected = load.read_usage_csv(spark, folder / USAGE.name)
                 step.rows = load.write_usage(spark, valid, rejected, settings.hive.database)
-    except Exception as exc:
-        run.fail(run.steps[-1].name if run.steps else "start", exc)
-    return run.finish()
 
-
-def _load_customers(pg: Postgres, data: Path) -> dict[str, int]:
-    raw = load.read_csv_table(data / CUSTOMERS.name, CUSTOMERS)
-    contracts = load.read_csv_table(data / CONTRACTS.name, CONTRACTS)
-    return customers.upsert(pg, customers.anonymize(raw), contracts)
+    return runner.execute(
+        WORKFLOW, settings, body, parameters=parameters, run_id=run_id, notify_people=False
+    )
 
 
 def _reset(spark, pg: Postgres, database: str) -> None:
