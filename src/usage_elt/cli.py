@@ -311,5 +311,24 @@ def _quiet_settings(ctx: click.Context) -> Settings:
     return settings
 
 
+@main.command()
+@click.argument("run_id")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the HTML file; default DATA_DIR/runs/RUN_ID/report.html.",
+)  # fmt: skip
+@click.pass_context
+def report(ctx: click.Context, run_id: str, out: Path | None) -> None:
+    """Write the self-contained HTML report of a run, from DATA_DIR/runs/RUN_ID/."""
+    from usage_elt.report import write_report
+
+    settings = _quiet_settings(ctx)
+    try:
+        path = write_report(settings.data_dir, run_id, out)
+    except UsageEltError as exc:
+        _fail(ctx, str(exc))
+    click.echo(str(path))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -27,6 +27,10 @@ class EngineError(UsageEltError):
     """A component (Spark, Hive, PostgreSQL) that cannot be reached or used."""
 
 
+class ReportError(UsageEltError):
+    """A run report that cannot be built: an unknown run, or files that cannot be read."""
+
+
 class TransientError(EngineError):
     """An error that may pass if the same action is tried again later."""
 

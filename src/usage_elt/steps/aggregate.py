@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 STATISTICS_SQL = """
 SELECT customer_id,
@@ -43,3 +44,58 @@ STATISTICS_ARROW = pa.schema(
 def statistics(spark: SparkSession, imputed_table: str, run_id: str) -> DataFrame:
     """One row per customer with at least one session in the run's window."""
     return spark.sql(STATISTICS_SQL.format(table=imputed_table), args={"run_id": run_id})
+
+
+# Runs in Spark SQL: observed and imputed scores of the run counted per bin of :width.
+SCORE_DISTRIBUTION_SQL = """
+SELECT satisfaction_source                                                   AS source,
+       CAST(LEAST(FLOOR((satisfaction - 1) / :width), :bins - 1) AS INT)     AS bin,
+       CAST(count(*) AS BIGINT)                                              AS sessions
+FROM {table}
+WHERE run_id = :run_id
+GROUP BY 1, 2
+ORDER BY 1, 2
+"""
+SCORE_BIN = 0.25
+
+
+def score_distribution(spark: SparkSession, imputed_table: str, run_id: str) -> list[dict]:
+    """Sessions per score bin of 0.25 on 1..5 and per source (observed, imputed)."""
+    bins = round((5 - 1) / SCORE_BIN)
+    rows = spark.sql(
+        SCORE_DISTRIBUTION_SQL.format(table=imputed_table),
+        args={"width": SCORE_BIN, "bins": bins, "run_id": run_id},
+    ).collect()
+    return [
+        {"source": r["source"], "from": 1 + r["bin"] * SCORE_BIN,
+         "to": 1 + (r["bin"] + 1) * SCORE_BIN, "sessions": int(r["sessions"])}
+        for r in rows
+    ]  # fmt: skip
+
+
+def summary(stats: DataFrame) -> dict[str, float | int | None]:
+    """What the statistics rows say as a whole: counts, and the spread of the averages."""
+    score = F.col("avg_satisfaction")
+    row = stats.agg(
+        F.count(F.lit(1)).alias("customers"),
+        F.sum("total_visits").alias("sessions"),
+        F.sum("imputed_scores").alias("imputed_scores"),
+        F.sum(F.when(F.col("avg_observed_satisfaction").isNull(), 1).otherwise(0)).alias(
+            "customers_without_observed_score"
+        ),
+        F.avg(score).alias("avg_satisfaction_mean"),
+        F.min(score).alias("avg_satisfaction_min"),
+        F.percentile_approx(score, [0.25, 0.5, 0.75], 10_000).alias("quartiles"),
+        F.max(score).alias("avg_satisfaction_max"),
+        F.avg("avg_observed_satisfaction").alias("avg_observed_satisfaction_mean"),
+        F.avg("total_visits").alias("visits_per_customer_mean"),
+        F.avg("avg_duration_s").alias("avg_duration_s_mean"),
+    ).first()
+    values = row.asDict()
+    quartiles = values.pop("quartiles") or [None, None, None]
+    for name, value in zip(("p25", "median", "p75"), quartiles, strict=True):
+        values[f"avg_satisfaction_{name}"] = value
+    return {
+        name: (round(value, 4) if isinstance(value, float) else value)
+        for name, value in values.items()
+    }

@@ -3,9 +3,10 @@
 Candidates are compared on a held-out slice of the known scores (chosen by a seeded hash of
 the session id, so the slice does not depend on partitioning): the global mean, the
 customer's own observed mean, and MLlib tree ensembles. The best by RMSE imputes, after a
-refit on every known score. Features that describe a customer's other sessions are computed
-from the scores visible to the model: during evaluation the held-out scores are hidden, and
-a row never sees its own score.
+refit on every known score. Features that describe a customer's other sessions never see the
+row's own score. Training rows see only the other training scores, so no held-out score
+reaches the model; a held-out row sees every other known score of its customer, as a missing
+score does when it is imputed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import StringIndexer, VectorAssembler
@@ -26,24 +28,30 @@ log = logging.getLogger(__name__)
 
 LABEL = "satisfaction"
 MIN_SCORE, MAX_SCORE = 1.0, 5.0
+LEVELS = (1, 2, 3, 4, 5)
+BASELINES = ("global_mean", "customer_mean")
 CATEGORICAL = ["visitor_type", "contract_type", "offer", "internet_type", "payment_method"]
-NUMERIC = [
-    # session
+SESSION = [
     "duration_s", "clicks", "admin_pages", "admin_duration_s", "info_pages", "info_duration_s",
     "product_pages", "product_duration_s", "bounce_rate", "exit_rate", "page_value",
     "special_day", "operating_system", "browser", "region", "traffic_type", "hour_of_day",
     "weekday", "month", "is_weekend", "purchased_flag", "seconds_per_click", "product_share",
     "bounced",
-    # customer
-    "has_customer", "is_female", "age_band", "is_senior", "is_married", "has_dependents",
-    "number_of_dependents",
-    # contract
+]  # fmt: skip
+CUSTOMER = ["has_customer", "is_female", "age_band", "is_senior", "is_married", "has_dependents",
+            "number_of_dependents"]  # fmt: skip
+CONTRACT = [
     "has_contract", "contract_months", "tenure_months", "paperless_billing", "services",
     "avg_monthly_gb_download", "monthly_charge", "total_charges", "total_refunds", "net_charges",
-    # the customer's other sessions
-    "other_sessions", "other_scores", "other_mean", "other_bounced_mean",
 ]  # fmt: skip
+HISTORY = [
+    "other_sessions", "other_scores", "other_mean", "other_median", "other_min", "other_max",
+    *[f"other_share_{level}" for level in LEVELS], "other_bounced_mean",
+]  # fmt: skip
+NUMERIC = SESSION + CUSTOMER + CONTRACT + HISTORY
 MISSING = -1.0
+RESIDUAL_BIN = 0.25
+RESIDUAL_SAMPLE = 2_000
 
 
 @dataclass
@@ -66,8 +74,11 @@ class Imputation:
     known: int
     train_rows: int
     holdout_rows: int
+    sample_rows: int
+    importances_of: str | None = None
     feature_importances: dict[str, float] = field(default_factory=dict)
     residuals: list[dict[str, float]] = field(default_factory=list)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
 
     def status(self) -> dict:
         return {
@@ -81,6 +92,8 @@ class Imputation:
             "known_scores": self.known,
             "train_rows": self.train_rows,
             "holdout_rows": self.holdout_rows,
+            "model_sample_rows": self.sample_rows,
+            "importances_of": self.importances_of,
             "feature_importances": self.feature_importances,
         }
 
@@ -92,32 +105,48 @@ def holdout_flag(settings: ModelSettings) -> F.Column:
 
 
 def with_history(sessions: DataFrame, visible: F.Column) -> DataFrame:
-    """Add features of the customer's other sessions, from the scores where ``visible``."""
+    """Add features of the customer's other sessions, from the scores where ``visible``.
+
+    A row never sees its own score: its count of each score level leaves itself out.
+    """
     by_customer = Window.partitionBy("customer_id")
-    score = F.when(visible, F.col(LABEL).cast("double"))
-    own_score = F.coalesce(score, F.lit(0.0))
-    own_seen = F.when(score.isNotNull(), 1).otherwise(0)
+    score = F.when(visible, F.col(LABEL).cast("int"))
+    counts = {}
+    for level in LEVELS:
+        own = F.when(score == level, 1).otherwise(0)
+        counts[f"_n{level}"] = F.sum(own).over(by_customer) - own
     df = sessions.withColumns(
         {
-            "_sum": F.sum(score).over(by_customer),
-            "_cnt": F.count(score).over(by_customer),
+            **counts,
             "_n": F.count(F.lit(1)).over(by_customer),
             "_bounced": F.sum("bounced").over(by_customer),
         }
     )
-    other_scores = F.col("_cnt") - own_seen
+    n = {level: F.col(f"_n{level}") for level in LEVELS}
+    scores = sum(n.values(), F.lit(0))
+    cumulative = {k: sum((n[j] for j in LEVELS if j <= k), F.lit(0)) for k in LEVELS}
+
+    def level_at(rank: F.Column) -> F.Column:
+        """The lowest level whose cumulative count reaches ``rank``."""
+        return F.coalesce(*[F.when(cumulative[k] >= rank, F.lit(float(k))) for k in LEVELS])
+
+    seen = {k: F.when(n[k] > 0, F.lit(float(k))) for k in LEVELS}
+    some = scores > 0
+    median = (level_at(F.floor((scores + 1) / 2)) + level_at(F.floor(scores / 2) + 1)) / 2
     return df.withColumns(
         {
             "other_sessions": (F.col("_n") - 1).cast("double"),
-            "other_scores": other_scores.cast("double"),
-            "other_mean": F.when(
-                other_scores > 0, (F.coalesce(F.col("_sum"), F.lit(0.0)) - own_score) / other_scores
-            ),
+            "other_scores": scores.cast("double"),
+            "other_mean": F.when(some, sum((k * n[k] for k in LEVELS), F.lit(0)) / scores),
+            "other_median": F.when(some, median),
+            "other_min": F.coalesce(*[seen[k] for k in LEVELS]),
+            "other_max": F.coalesce(*[seen[k] for k in reversed(LEVELS)]),
+            **{f"other_share_{k}": F.when(some, n[k] / scores) for k in LEVELS},
             "other_bounced_mean": F.when(
                 F.col("_n") > 1, (F.col("_bounced") - F.col("bounced")) / (F.col("_n") - 1)
             ),
         }
-    ).drop("_sum", "_cnt", "_n", "_bounced")
+    ).drop(*counts, "_n", "_bounced")
 
 
 def _features(df: DataFrame) -> DataFrame:
@@ -125,6 +154,12 @@ def _features(df: DataFrame) -> DataFrame:
     filled = {name: F.coalesce(F.col(name).cast("double"), F.lit(MISSING)) for name in NUMERIC}
     strings = {name: F.coalesce(F.col(name), F.lit("(none)")) for name in CATEGORICAL}
     return df.withColumns({**filled, **strings})
+
+
+def _layout(df: DataFrame) -> DataFrame:
+    """Rows in an order that depends on the data only, so seeded fits repeat exactly."""
+    partitions = int(df.sparkSession.conf.get("spark.sql.shuffle.partitions"))
+    return df.repartition(partitions, "session_id").sortWithinPartitions("session_id")
 
 
 def _pipeline(regressor) -> Pipeline:
@@ -144,12 +179,12 @@ def _regressors(settings: ModelSettings) -> dict:
               "maxBins": 64}  # fmt: skip
     return {
         "gbt": GBTRegressor(
-            maxIter=settings.max_iter, maxDepth=settings.max_depth,
-            stepSize=settings.step_size, subsamplingRate=0.8, **common,
+            maxIter=settings.max_iter, maxDepth=settings.max_depth, stepSize=settings.step_size,
+            subsamplingRate=0.8, minInstancesPerNode=10, **common,
         ),
         "random_forest": RandomForestRegressor(
             numTrees=max(20, settings.max_iter), maxDepth=min(settings.max_depth + 3, 12),
-            featureSubsetStrategy="onethird", **common,
+            featureSubsetStrategy="onethird", minInstancesPerNode=5, **common,
         ),
     }  # fmt: skip
 
@@ -158,16 +193,32 @@ def _clip(column: F.Column) -> F.Column:
     return F.least(F.greatest(column, F.lit(MIN_SCORE)), F.lit(MAX_SCORE))
 
 
-def _metrics(df: DataFrame, prediction: str) -> Metrics:
-    error = F.col(prediction) - F.col(LABEL).cast("double")
-    row = df.agg(F.avg(error * error).alias("mse"), F.avg(F.abs(error)).alias("mae")).first()
+def _scored(df: DataFrame, name: str, model: PipelineModel | None, mean: float) -> DataFrame:
+    """``df`` with the candidate's prediction in ``_p``, kept inside 1..5."""
+    if name == "global_mean":
+        return df.withColumn("_p", F.lit(mean))
+    if name == "customer_mean":
+        own = F.when(F.col("other_scores") > 0, F.col("other_mean")).otherwise(F.lit(mean))
+        return df.withColumn("_p", own)
+    return model.transform(df).withColumn("_p", _clip(F.col("prediction")))
+
+
+def _metrics(scored: DataFrame) -> Metrics:
+    error = F.col("_p") - F.col(LABEL).cast("double")
+    row = scored.agg(F.avg(error * error).alias("mse"), F.avg(F.abs(error)).alias("mae")).first()
     return Metrics(rmse=math.sqrt(row["mse"] or 0.0), mae=float(row["mae"] or 0.0))
 
 
-def _sample(df: DataFrame, settings: ModelSettings, rows: int) -> DataFrame:
+def _sample(df: DataFrame, settings: ModelSettings, rows: int) -> tuple[DataFrame, int]:
+    """At most about ``max_train_rows`` rows to fit on, a seeded sample of a fixed layout."""
     if rows <= settings.max_train_rows:
-        return df
-    return df.sample(fraction=settings.max_train_rows / rows, seed=settings.seed)
+        return _layout(df), rows
+    fraction = settings.max_train_rows / rows
+    return _layout(df).sample(fraction=fraction, seed=settings.seed), round(rows * fraction)
+
+
+def _mean(df: DataFrame) -> float:
+    return float(df.agg(F.avg(LABEL)).first()[0])
 
 
 def impute(enriched: DataFrame, settings: ModelSettings) -> Imputation:
@@ -183,53 +234,33 @@ def impute(enriched: DataFrame, settings: ModelSettings) -> Imputation:
             "widen the processing window or load more sessions"
         )
 
-    # Evaluation: history from training scores only; held-out scores are hidden.
-    evaluation = _features(
-        with_history(base, F.col(LABEL).isNotNull() & ~F.col("_holdout"))
-    ).persist()
-    train = evaluation.where(F.col(LABEL).isNotNull() & ~F.col("_holdout"))
-    holdout = evaluation.where(F.col("_holdout"))
+    # Evaluation: training rows see training scores only; held-out rows every other known one.
+    is_known, is_training = F.col(LABEL).isNotNull(), F.col(LABEL).isNotNull() & ~F.col("_holdout")
+    train = _features(with_history(base, is_training)).where(is_training).persist()
+    holdout = _features(with_history(base, is_known)).where(F.col("_holdout")).persist()
     train_rows = known - holdout_rows
-    global_mean = float(train.agg(F.avg(LABEL)).first()[0])
-
-    candidates: dict[str, Metrics] = {
-        "global_mean": _metrics(holdout.withColumn("_p", F.lit(global_mean)), "_p"),
-        "customer_mean": _metrics(
-            holdout.withColumn(
-                "_p", F.when(F.col("other_scores") > 0, F.col("other_mean"))
-                .otherwise(F.lit(global_mean))
-            ),
-            "_p",
-        ),
-    }  # fmt: skip
+    global_mean = _mean(train)
+    candidates = {name: _metrics(_scored(holdout, name, None, global_mean)) for name in BASELINES}
     fitted: dict[str, PipelineModel] = {}
-    sample = _sample(train, settings, train_rows)
+    sample, sample_rows = _sample(train, settings, train_rows)
     for name, regressor in _regressors(settings).items():
-        model = _pipeline(regressor).fit(sample)
-        scored = model.transform(holdout).withColumn("_p", _clip(F.col("prediction")))
-        candidates[name] = _metrics(scored, "_p")
-        fitted[name] = model
+        fitted[name] = _pipeline(regressor).fit(sample)
+        candidates[name] = _metrics(_scored(holdout, name, fitted[name], global_mean))
         log.info("candidate %s: held-out RMSE %.4f", name, candidates[name].rmse)
     chosen = min(candidates, key=lambda name: (candidates[name].rmse, name))
-    residuals = _residuals(fitted, chosen, holdout, global_mean)
-    evaluation.unpersist()
+    evaluated = _scored(holdout, chosen, fitted.get(chosen), global_mean)
+    residuals, diagnostics = _residuals(evaluated, settings.seed), _diagnostics(evaluated)
+    train.unpersist()
+    holdout.unpersist()
 
     # Imputation: history from every known score, the chosen candidate refit on all of them.
-    final = _features(with_history(base, F.col(LABEL).isNotNull()))
-    if chosen == "global_mean":
-        all_mean = float(final.agg(F.avg(LABEL)).first()[0])
-        predicted = final.withColumn("_p", F.lit(all_mean))
-    elif chosen == "customer_mean":
-        all_mean = float(final.agg(F.avg(LABEL)).first()[0])
-        predicted = final.withColumn(
-            "_p", F.when(F.col("other_scores") > 0, F.col("other_mean")).otherwise(all_mean)
-        )
-    else:
-        regressor = _regressors(settings)[chosen]
-        known_rows = final.where(F.col(LABEL).isNotNull())
-        model = _pipeline(regressor).fit(_sample(known_rows, settings, known))
-        predicted = model.transform(final).withColumn("_p", F.col("prediction"))
-        fitted[chosen] = model
+    final = _features(with_history(base, is_known))
+    all_mean = _mean(final)
+    model = None
+    if chosen not in BASELINES:
+        known_sample, sample_rows = _sample(final.where(is_known), settings, known)
+        model = fitted[chosen] = _pipeline(_regressors(settings)[chosen]).fit(known_sample)
+    predicted = _scored(final, chosen, model, all_mean)
 
     imputed = predicted.withColumns(
         {
@@ -237,9 +268,10 @@ def impute(enriched: DataFrame, settings: ModelSettings) -> Imputation:
             "satisfaction_source": F.when(F.col(LABEL).isNotNull(), "observed").otherwise(
                 "imputed"
             ),
-            LABEL: F.coalesce(F.col(LABEL).cast("double"), _clip(F.col("_p"))),
+            LABEL: F.coalesce(F.col(LABEL).cast("double"), F.round(_clip(F.col("_p")), 4)),
         }
     )
+    importances_of = chosen if chosen in fitted else _best_model(candidates, fitted)
     return Imputation(
         sessions=imputed,
         chosen=chosen,
@@ -248,37 +280,67 @@ def impute(enriched: DataFrame, settings: ModelSettings) -> Imputation:
         known=known,
         train_rows=train_rows,
         holdout_rows=holdout_rows,
-        feature_importances=_importances(fitted.get(chosen)),
+        sample_rows=sample_rows,
+        importances_of=importances_of,
+        feature_importances=_importances(fitted.get(importances_of)),
         residuals=residuals,
+        diagnostics=diagnostics,
     )
+
+
+def _best_model(candidates: dict[str, Metrics], fitted: dict[str, PipelineModel]) -> str | None:
+    return min(fitted, key=lambda name: (candidates[name].rmse, name)) if fitted else None
 
 
 def _importances(model: PipelineModel | None, top: int = 15) -> dict[str, float]:
     if model is None:
         return {}
     regressor = model.stages[-1]
-    names = NUMERIC + [f"{name}_idx" for name in CATEGORICAL]
+    names = NUMERIC + CATEGORICAL
     weights = regressor.featureImportances.toArray()
     ranked = sorted(zip(names, weights, strict=True), key=lambda item: -item[1])[:top]
     return {name: round(float(weight), 4) for name, weight in ranked}
 
 
-def _residuals(
-    fitted: dict[str, PipelineModel], chosen: str, holdout: DataFrame, global_mean: float
-) -> list[dict[str, float]]:
-    """Observed score and residual per held-out row of the chosen candidate, 2,000 at most."""
-    if chosen in fitted:
-        scored = fitted[chosen].transform(holdout).withColumn("_p", _clip(F.col("prediction")))
-    elif chosen == "customer_mean":
-        scored = holdout.withColumn(
-            "_p", F.when(F.col("other_scores") > 0, F.col("other_mean")).otherwise(global_mean)
-        )
-    else:
-        scored = holdout.withColumn("_p", F.lit(global_mean))
+def _residuals(scored: DataFrame, seed: int) -> list[dict[str, float]]:
+    """Observed score and prediction of held-out rows, a seeded sample of 2,000 at most."""
     rows = (
         scored.select(F.col(LABEL).cast("double").alias("observed"), F.col("_p").alias("predicted"))
-        .orderBy(F.xxhash64("observed", "predicted"))
-        .limit(2000)
+        .orderBy(F.xxhash64(F.col("session_id"), F.lit(seed)), "session_id")
+        .limit(RESIDUAL_SAMPLE)
         .collect()
     )
     return [{"observed": r["observed"], "predicted": round(r["predicted"], 4)} for r in rows]
+
+
+def _diagnostics(scored: DataFrame) -> dict[str, Any]:
+    """Held-out residuals in bins and the error per observed level, aggregated in Spark."""
+    residual = F.col("_p") - F.col(LABEL).cast("double")
+    bins = (
+        scored.groupBy(F.floor(residual / RESIDUAL_BIN).alias("bin"))
+        .count()
+        .orderBy("bin")
+        .collect()
+    )
+    levels = (
+        scored.groupBy(F.col(LABEL).cast("int").alias("observed"))
+        .agg(
+            F.count(F.lit(1)).alias("count"),
+            F.avg("_p").alias("mean_predicted"),
+            F.sqrt(F.avg(residual * residual)).alias("rmse"),
+        )
+        .orderBy("observed")
+        .collect()
+    )
+    return {
+        "residual_histogram": [
+            {"from": r["bin"] * RESIDUAL_BIN, "to": (r["bin"] + 1) * RESIDUAL_BIN,
+             "count": int(r["count"])}
+            for r in bins
+        ],
+        "by_level": [
+            {"observed": r["observed"], "count": int(r["count"]),
+             "mean_predicted": round(r["mean_predicted"], 4), "rmse": round(r["rmse"], 4)}
+            for r in levels
+        ],
+    }  # fmt: skip

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from usage_elt.steps.access import CUSTOMER_COLUMNS, CUSTOMER_CONTRACTS_SCHEMA
@@ -16,27 +16,37 @@ def enrich(sessions: DataFrame, customer_contracts: DataFrame) -> DataFrame:
     """Sessions with customer features and the features of the contract active at the start.
 
     Contract periods come from PostgreSQL as [contract_start, contract_end), with an open end
-    for a customer's latest contract. A session before a customer's first contract, or of a
-    customer without one, keeps NULL contract columns; ``has_customer`` and ``has_contract``
-    say which sessions found a match.
+    for a customer's latest contract. A session before a customer's first contract has no
+    contract (``contract_id`` NULL, ``has_contract`` 0) but carries that first contract's
+    features, which still describe the customer for the imputation model; a session of a
+    customer without any contract keeps NULL contract columns. ``has_customer`` and
+    ``has_contract`` say which sessions found a match.
     """
     customers = (
         customer_contracts.select(*CUSTOMER_COLUMNS)
         .dropDuplicates(["customer_id"])
         .withColumn("has_customer", F.lit(1))
     )
-    contracts = customer_contracts.where(F.col("contract_id").isNotNull()).select(
-        F.col("customer_id").alias("_contract_customer"),
-        *[c for c in CONTRACT_COLUMNS],
+    first = Window.partitionBy("customer_id").orderBy("contract_start", "contract_id")
+    contracts = (
+        customer_contracts.where(F.col("contract_id").isNotNull())
+        .withColumn("_first", F.row_number().over(first) == 1)
+        .select(F.col("customer_id").alias("_contract_customer"), "_first", *CONTRACT_COLUMNS)
     )
     s = sessions.alias("s")
-    active = (
-        (F.col("s.customer_id") == F.col("_contract_customer"))
-        & (F.col("contract_start") <= F.col("s.session_start"))
-        & (F.col("contract_end").isNull() | (F.col("s.session_start") < F.col("contract_end")))
+    started = F.col("contract_start") <= F.col("s.session_start")
+    active = started & (
+        F.col("contract_end").isNull() | (F.col("s.session_start") < F.col("contract_end"))
     )
-    with_contract = s.join(contracts, active, "left").drop("_contract_customer")
-    enriched = with_contract.join(customers, "customer_id", "left")
+    matches = (F.col("s.customer_id") == F.col("_contract_customer")) & (
+        active | (F.col("_first") & ~started)
+    )
+    with_contract = s.join(contracts, matches, "left").withColumn(
+        "contract_id", F.when(started, F.col("contract_id"))
+    )
+    enriched = with_contract.drop("_contract_customer", "_first").join(
+        customers, "customer_id", "left"
+    )
     return enriched.withColumns(
         {
             "has_customer": F.coalesce(F.col("has_customer"), F.lit(0)),

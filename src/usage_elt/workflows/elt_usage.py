@@ -9,12 +9,13 @@ from typing import Any
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
+from usage_elt import report
 from usage_elt.config import Settings
 from usage_elt.engines.spark import ensure_database
 from usage_elt.errors import DataError
 from usage_elt.logs import redact
 from usage_elt.schemas import USAGE
-from usage_elt.status import Run, StepRecord
+from usage_elt.status import Run, StepRecord, summarize
 from usage_elt.steps import access, aggregate, impute, save, transform
 from usage_elt.workflows import runner
 
@@ -57,10 +58,15 @@ def run_usage_elt(
             spark, pg = runner.connect(run, settings, stack, with_spark=True)
             _run_steps(run, settings, spark, pg)
 
-    return runner.execute(
+    document = runner.execute(
         WORKFLOW, settings, body, parameters=run_parameters(settings), run_id=run_id,
         parent_run_id=parent_run_id, notify_people=notify_people,
     )  # fmt: skip
+    try:
+        report.write_report(settings.data_dir, document["run_id"])
+    except Exception as exc:  # the run is done; a report that fails to render must not undo it
+        log.warning("run %s: report not written: %s", document["run_id"], summarize(exc))
+    return document
 
 
 def _run_steps(run: Run, settings: Settings, spark, pg) -> None:
@@ -105,6 +111,7 @@ def _run_steps(run: Run, settings: Settings, spark, pg) -> None:
         imputation = impute.impute(enriched, settings.model)
         run.metrics["imputation"] = imputation.status()
         run.artifacts["residuals"] = imputation.residuals
+        run.artifacts.update(imputation.diagnostics)
         step.rows = {"known_scores": imputation.known, "holdout_scores": imputation.holdout_rows}
 
     with run.step("write_imputed") as step:
@@ -119,12 +126,16 @@ def _run_steps(run: Run, settings: Settings, spark, pg) -> None:
             "sessions_imputed": by_source.get("imputed", 0),
             "sessions_observed": by_source.get("observed", 0),
         }
+        run.artifacts["score_distribution"] = aggregate.score_distribution(
+            spark, imputed_table, run.run_id
+        )
         enriched.unpersist()
         features.unpersist()
 
     with run.step("aggregate") as step:
         stats = aggregate.statistics(spark, imputed_table, run.run_id).persist()
         step.rows = {"customers_with_sessions": stats.count()}
+        run.metrics["statistics"] = aggregate.summary(stats)
 
     def save_step(step: StepRecord) -> None:
         saved = save.save_statistics(stats, pg, run.run_id)
