@@ -133,12 +133,12 @@ def _distribution_section(distribution: list[dict[str, Any]]) -> str:
         counts = {(d["from"], d["to"]): d["sessions"] for d in mine}
         share = [100 * counts.get(edge, 0) / max(totals[source], 1) for edge in edges]
         series[f"{source} ({totals[source]} sessions)"] = (COLORS[source], share)
-    labels = [f"{lo:g}" for lo, _ in edges]
-    note = "<p class='note'>Share of each source's sessions per score bin of 0.25.</p>"
+    labels = [f"{(lo + hi) / 2:g}" for lo, hi in edges]
+    note = "<p class='note'>Share of each source's sessions per score bin of width 0.25.</p>"
     return (
         "<h2>Observed and imputed scores</h2>"
         + note
-        + _bars("score_distribution", labels, series, "score (bin start)", "% of sessions")
+        + _bars("score_distribution", labels, series, "score (bin centre)", "% of sessions")
     )
 
 
@@ -248,7 +248,7 @@ def _bars(name: str, labels: list[str], series: dict[str, tuple[str, list[float]
             )
         parts.append(f'<rect x="{PAD + 8}" y="{8 + 14 * s}" width="10" height="10" fill="{color}"/>'
                      f'<text x="{PAD + 22}" y="{17 + 14 * s}">{escape(legend)}</text>')  # fmt: skip
-    step = max(1, len(labels) // 16)
+    step = -(-len(labels) // 12)
     for i in range(0, len(labels), step):
         x = PAD + (i + 0.5) * group
         parts.append(f'<text x="{x:.1f}" y="{PAD + plot_h + 14}" text-anchor="middle">'

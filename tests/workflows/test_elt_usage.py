@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from usage_elt.cli import main
+from usage_elt.status import run_dir
 from usage_elt.workflows.elt_usage import run_usage_elt
 from usage_elt.workflows.init import Generation, run_init
 
@@ -58,6 +59,19 @@ def test_generated_statistics_equal_independent_computation(spark, generated):
     actual = read_statistics(settings.postgres.dsn.get_secret_value())
     assert_statistics_match(actual, expected_statistics(imputed))
     assert (actual["run_id"] == status["run_id"]).all()
+
+    # The report's aggregates say the same as the rows.
+    summary = status["metrics"]["statistics"]
+    assert summary["customers"] == len(actual)
+    assert summary["imputed_scores"] == actual["imputed_scores"].sum()
+    mean = actual["avg_satisfaction"].mean()
+    assert summary["avg_satisfaction_mean"] == pytest.approx(mean, abs=1e-4)
+    folder = run_dir(settings.data_dir, status["run_id"])
+    artifacts = json.loads((folder / "artifacts.json").read_text())
+    by_source = imputed["satisfaction_source"].value_counts()
+    for source in ("observed", "imputed"):
+        bins = [b for b in artifacts["score_distribution"] if b["source"] == source]
+        assert sum(b["sessions"] for b in bins) == by_source[source]
 
 
 def test_each_session_gets_the_contract_active_at_its_start(spark, generated):
@@ -186,3 +200,10 @@ def test_real_input_end_to_end(spark, database, tmp_path):
     assert len(scores) == 3_945
     assert scores.between(1, 5).all()
     assert_statistics_match(statistics, expected_statistics(imputed))
+
+    imputation = status["metrics"]["imputation"]
+    candidates = imputation["candidates"]
+    assert imputation["rmse"] <= 0.65, candidates
+    assert imputation["rmse"] < candidates["customer_mean"]["rmse"], candidates
+    assert imputation["rmse"] < candidates["global_mean"]["rmse"], candidates
+    assert (run_dir(settings.data_dir, status["run_id"]) / "report.html").is_file()

@@ -46,11 +46,12 @@ def statistics(spark: SparkSession, imputed_table: str, run_id: str) -> DataFram
     return spark.sql(STATISTICS_SQL.format(table=imputed_table), args={"run_id": run_id})
 
 
-# Runs in Spark SQL: observed and imputed scores of the run counted per bin of :width.
+# Runs in Spark SQL: observed and imputed scores of the run counted per bin of :width, the
+# bins centred on 1, 1 + :width, ..., 5 so that each observed level has a bin of its own.
 SCORE_DISTRIBUTION_SQL = """
-SELECT satisfaction_source                                                   AS source,
-       CAST(LEAST(FLOOR((satisfaction - 1) / :width), :bins - 1) AS INT)     AS bin,
-       CAST(count(*) AS BIGINT)                                              AS sessions
+SELECT satisfaction_source                                  AS source,
+       CAST(FLOOR((satisfaction - 1) / :width + 0.5) AS INT) AS bin,
+       CAST(count(*) AS BIGINT)                             AS sessions
 FROM {table}
 WHERE run_id = :run_id
 GROUP BY 1, 2
@@ -60,15 +61,14 @@ SCORE_BIN = 0.25
 
 
 def score_distribution(spark: SparkSession, imputed_table: str, run_id: str) -> list[dict]:
-    """Sessions per score bin of 0.25 on 1..5 and per source (observed, imputed)."""
-    bins = round((5 - 1) / SCORE_BIN)
+    """Sessions per source (observed, imputed) and score bin of 0.25 centred on 1, 1.25, ..."""
     rows = spark.sql(
         SCORE_DISTRIBUTION_SQL.format(table=imputed_table),
-        args={"width": SCORE_BIN, "bins": bins, "run_id": run_id},
+        args={"width": SCORE_BIN, "run_id": run_id},
     ).collect()
     return [
-        {"source": r["source"], "from": 1 + r["bin"] * SCORE_BIN,
-         "to": 1 + (r["bin"] + 1) * SCORE_BIN, "sessions": int(r["sessions"])}
+        {"source": r["source"], "from": 1 + (r["bin"] - 0.5) * SCORE_BIN,
+         "to": 1 + (r["bin"] + 0.5) * SCORE_BIN, "sessions": int(r["sessions"])}
         for r in rows
     ]  # fmt: skip
 
@@ -85,17 +85,13 @@ def summary(stats: DataFrame) -> dict[str, float | int | None]:
         ),
         F.avg(score).alias("avg_satisfaction_mean"),
         F.min(score).alias("avg_satisfaction_min"),
-        F.percentile_approx(score, [0.25, 0.5, 0.75], 10_000).alias("quartiles"),
+        *[
+            F.percentile_approx(score, q, 10_000).alias(f"avg_satisfaction_{name}")
+            for name, q in (("p25", 0.25), ("median", 0.5), ("p75", 0.75))
+        ],
         F.max(score).alias("avg_satisfaction_max"),
         F.avg("avg_observed_satisfaction").alias("avg_observed_satisfaction_mean"),
         F.avg("total_visits").alias("visits_per_customer_mean"),
         F.avg("avg_duration_s").alias("avg_duration_s_mean"),
     ).first()
-    values = row.asDict()
-    quartiles = values.pop("quartiles") or [None, None, None]
-    for name, value in zip(("p25", "median", "p75"), quartiles, strict=True):
-        values[f"avg_satisfaction_{name}"] = value
-    return {
-        name: (round(value, 4) if isinstance(value, float) else value)
-        for name, value in values.items()
-    }
+    return {name: round(v, 4) if isinstance(v, float) else v for name, v in row.asDict().items()}

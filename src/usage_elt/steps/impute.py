@@ -163,14 +163,10 @@ def _layout(df: DataFrame) -> DataFrame:
 
 
 def _pipeline(regressor) -> Pipeline:
-    # One indexer for every categorical column: one pass over the rows to fit, not one each.
-    indexer = StringIndexer(
-        inputCols=CATEGORICAL, outputCols=[f"{name}_idx" for name in CATEGORICAL],
-        handleInvalid="keep", stringOrderType="alphabetAsc",
-    )  # fmt: skip
-    assembler = VectorAssembler(
-        inputCols=NUMERIC + [f"{name}_idx" for name in CATEGORICAL], outputCol="features"
-    )
+    indexed = [f"{name}_idx" for name in CATEGORICAL]
+    indexer = StringIndexer(inputCols=CATEGORICAL, outputCols=indexed, handleInvalid="keep",
+                            stringOrderType="alphabetAsc")  # fmt: skip
+    assembler = VectorAssembler(inputCols=NUMERIC + indexed, outputCol="features")
     return Pipeline(stages=[indexer, assembler, regressor])
 
 
@@ -210,11 +206,13 @@ def _metrics(scored: DataFrame) -> Metrics:
 
 
 def _sample(df: DataFrame, settings: ModelSettings, rows: int) -> tuple[DataFrame, int]:
-    """At most about ``max_train_rows`` rows to fit on, a seeded sample of a fixed layout."""
+    """At most about ``max_train_rows`` rows to fit on, a seeded sample of a fixed layout, kept
+    in memory for the passes of the fit."""
     if rows <= settings.max_train_rows:
-        return _layout(df), rows
+        return _layout(df).persist(), rows
     fraction = settings.max_train_rows / rows
-    return _layout(df).sample(fraction=fraction, seed=settings.seed), round(rows * fraction)
+    sample = _layout(df).sample(fraction=fraction, seed=settings.seed)
+    return sample.persist(), round(rows * fraction)
 
 
 def _mean(df: DataFrame) -> float:
@@ -250,8 +248,8 @@ def impute(enriched: DataFrame, settings: ModelSettings) -> Imputation:
     chosen = min(candidates, key=lambda name: (candidates[name].rmse, name))
     evaluated = _scored(holdout, chosen, fitted.get(chosen), global_mean)
     residuals, diagnostics = _residuals(evaluated, settings.seed), _diagnostics(evaluated)
-    train.unpersist()
-    holdout.unpersist()
+    for frame in (sample, train, holdout):
+        frame.unpersist()
 
     # Imputation: history from every known score, the chosen candidate refit on all of them.
     final = _features(with_history(base, is_known))
@@ -260,6 +258,7 @@ def impute(enriched: DataFrame, settings: ModelSettings) -> Imputation:
     if chosen not in BASELINES:
         known_sample, sample_rows = _sample(final.where(is_known), settings, known)
         model = fitted[chosen] = _pipeline(_regressors(settings)[chosen]).fit(known_sample)
+        known_sample.unpersist()
     predicted = _scored(final, chosen, model, all_mean)
 
     imputed = predicted.withColumns(
