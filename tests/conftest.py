@@ -109,6 +109,18 @@ def make_settings(data_dir: Path, pg_uri: str, hive_database: str, **extra) -> S
     return load_settings(None, overrides)
 
 
+def load_and_run(settings: Settings, generation) -> dict:
+    """Generated data loaded, then one usage ELT run; both must succeed. Returns its status."""
+    from usage_elt.workflows.elt_usage import run_usage_elt
+    from usage_elt.workflows.init import run_init
+
+    init = run_init(settings, generation=generation)
+    assert init["success"], init["error"]
+    status = run_usage_elt(settings)
+    assert status["success"], status["error"]
+    return status
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No USAGE_ELT_ variable of the machine leaks into a test."""

@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from usage_elt.cli import main
 from usage_elt.status import run_dir
 from usage_elt.workflows.elt_usage import run_usage_elt
-from usage_elt.workflows.init import Generation, run_init
+from usage_elt.workflows.init import Generation
 
-from conftest import make_settings
+from conftest import load_and_run, make_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark, pytest.mark.postgres]
 
@@ -39,11 +39,7 @@ for (const svg of document.querySelectorAll("svg.plot")) {
 def finished_run(spark, module_database, tmp_path_factory):
     settings = make_settings(tmp_path_factory.mktemp("report"), module_database, "web_report",
                              model={"max_iter": 6, "max_depth": 3})  # fmt: skip
-    init = run_init(settings, generation=Generation(sessions=1200, customers=250, seed=9))
-    assert init["success"], init["error"]
-    status = run_usage_elt(settings)
-    assert status["success"], status["error"]
-    return settings, status
+    return settings, load_and_run(settings, Generation(sessions=1200, customers=250, seed=9))
 
 
 class _Plots(HTMLParser):

@@ -14,7 +14,7 @@ from usage_elt.status import run_dir
 from usage_elt.workflows.elt_usage import run_usage_elt
 from usage_elt.workflows.init import Generation, run_init
 
-from conftest import REAL_DATA, make_settings
+from conftest import REAL_DATA, load_and_run, make_settings
 from helpers import (
     STAT_COLUMNS,
     assert_statistics_match,
@@ -30,11 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.spark, pytest.mark.postgres]
 def generated(spark, module_database, tmp_path_factory):
     """Generated data loaded and run once; tests below start from this state."""
     settings = make_settings(tmp_path_factory.mktemp("generated"), module_database, "web_gen")
-    init = run_init(settings, generation=Generation(sessions=4000, customers=600, seed=11))
-    assert init["success"], init["error"]
-    first = run_usage_elt(settings)
-    assert first["success"], first["error"]
-    return settings, first
+    return settings, load_and_run(settings, Generation(sessions=4000, customers=600, seed=11))
 
 
 def test_generated_run_reports_every_step(generated):
