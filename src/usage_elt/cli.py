@@ -262,14 +262,8 @@ def runs(ctx: click.Context, limit: int) -> None:
     from rich.table import Table
 
     from usage_elt import history
-    from usage_elt.engines.postgres import open_postgres
 
-    settings = _quiet_settings(ctx)
-    try:
-        with open_postgres(settings.postgres, settings.data_dir) as pg:
-            rows = history.recent(pg, limit)
-    except UsageEltError as exc:
-        _fail(ctx, str(exc))
+    rows = _from_history(ctx, lambda pg: history.recent(pg, limit))
     table = Table("run id", "workflow", "parent", "status", "started (UTC)", "seconds", "error")
     for row in rows:
         error = row["error"] or {}
@@ -288,17 +282,23 @@ def runs(ctx: click.Context, limit: int) -> None:
 def runs_show(ctx: click.Context, run_id: str) -> None:
     """Show one run's full status document."""
     from usage_elt import history
+
+    document = _from_history(ctx, lambda pg: history.one(pg, run_id))
+    if document is None:
+        _fail(ctx, f"no run {run_id} in workflow_runs; `usage-elt runs` lists the recorded ones")
+    click.echo(to_json(document, indent=2))
+
+
+def _from_history(ctx: click.Context, read: Any) -> Any:
+    """What ``read(pg)`` returns from the run history; one clear line when it cannot."""
     from usage_elt.engines.postgres import open_postgres
 
     settings = _quiet_settings(ctx)
     try:
         with open_postgres(settings.postgres, settings.data_dir) as pg:
-            document = history.one(pg, run_id)
+            return read(pg)
     except UsageEltError as exc:
         _fail(ctx, str(exc))
-    if document is None:
-        _fail(ctx, f"no run {run_id} in workflow_runs; `usage-elt runs` lists the recorded ones")
-    click.echo(to_json(document, indent=2))
 
 
 def _quiet_settings(ctx: click.Context) -> Settings:
