@@ -141,14 +141,34 @@ def with_history(df: pd.DataFrame, visible: np.ndarray) -> pd.DataFrame:
     """Set the features of the customer's other sessions, from the scores where ``visible``."""
     score = df[LABEL].where(visible).astype(float)
     by_customer = df.groupby("customer_id", sort=False)
-    total = score.groupby(df["customer_id"], sort=False).transform("sum")
-    seen = score.groupby(df["customer_id"], sort=False).transform("count")
     sessions = by_customer["session_id"].transform("size")
     bounced = by_customer["bounced"].transform("sum")
-    other_scores = seen - score.notna()
+    levels = [1, 2, 3, 4, 5]
+    counts = np.column_stack([
+        (lambda own: own.groupby(df["customer_id"], sort=False).transform("sum") - own)(
+            (score == k).astype(int)
+        ).to_numpy()
+        for k in levels
+    ])  # fmt: skip
+    scores = counts.sum(axis=1)
+    some = scores > 0
+    cumulative = counts.cumsum(axis=1)
+    values = np.array(levels, dtype=float)
+
+    def level_at(rank: np.ndarray) -> np.ndarray:
+        return values[np.argmax(cumulative >= rank[:, None], axis=1)]
+
+    median = (level_at((scores + 1) // 2) + level_at(scores // 2 + 1)) / 2
+    present = counts > 0
     df["other_sessions"] = sessions - 1
-    df["other_scores"] = other_scores
-    df["other_mean"] = ((total - score.fillna(0)) / other_scores).where(other_scores > 0)
+    df["other_scores"] = scores.astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df["other_mean"] = np.where(some, (counts * values).sum(axis=1) / scores, np.nan)
+        for index, k in enumerate(levels):
+            df[f"other_share_{k}"] = np.where(some, counts[:, index] / scores, np.nan)
+    df["other_median"] = np.where(some, median, np.nan)
+    df["other_min"] = np.where(some, values[np.argmax(present, axis=1)], np.nan)
+    df["other_max"] = np.where(some, values[4 - np.argmax(present[:, ::-1], axis=1)], np.nan)
     df["other_bounced_mean"] = ((bounced - df["bounced"]) / (sessions - 1)).where(sessions > 1)
     return df
 
