@@ -62,7 +62,7 @@ database = "web"
 [spark]
 master = {master}
 driver_memory = "1g"
-shuffle_partitions = 4
+shuffle_partitions = 2  # one per executor core
 
 [spark.conf]
 "spark.sql.warehouse.dir" = {warehouse}
@@ -74,6 +74,7 @@ shuffle_partitions = 4
 
 [model]
 max_iter = 5
+max_depth = 3
 """
 
 
