@@ -49,7 +49,11 @@ class Options:
 
 
 class JobFailed(RuntimeError):
-    pass
+    """A job that failed or ran out of time; ``summary`` says which, without local paths."""
+
+    def __init__(self, summary: str, detail: str = ""):
+        super().__init__(summary + detail)
+        self.summary = summary
 
 
 def run(options: Options) -> dict[str, Any]:
@@ -81,7 +85,8 @@ def run(options: Options) -> dict[str, Any]:
             result["postgres"] = {"server": pg_kind, "version": machine.postgres_version(pg_uri)}
             _run_jobs(options, work, pg_uri, result, checkpoint)
     except BaseException as exc:  # keep what was measured, say what was not
-        result["incomplete"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        summary = getattr(exc, "summary", None) or (str(exc).splitlines() or [""])[0]
+        result["incomplete"] = f"{type(exc).__name__}: {summary}"
         result["load_average"]["end"] = machine.load_average()
         checkpoint()
         raise
@@ -193,15 +198,15 @@ def _job(name: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
                 code = child.wait(timeout=spec.get("timeout_s", 4 * 3600))
             except subprocess.TimeoutExpired:
                 _stop(child)
-                raise JobFailed(f"job {name} ran out of time; see {log_path}") from None
+                raise JobFailed(f"job {name} ran out of time", f"; see {log_path}") from None
             except BaseException:
                 _stop(child)
                 raise
     seconds = time.perf_counter() - started
     if code != 0 or not result_path.is_file():
         tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
-        raise JobFailed(f"job {name} failed (exit {code}); last lines of {log_path}:\n"
-                        + "\n".join(tail))  # fmt: skip
+        raise JobFailed(f"job {name} failed (exit {code})",
+                        f"; last lines of {log_path}:\n" + "\n".join(tail))  # fmt: skip
     result = json.loads(result_path.read_text(encoding="utf-8"))
     result["process_seconds"] = round(seconds, 3)
     result["memory"] = sampler.result()
@@ -227,13 +232,19 @@ def _steps_done(work: Path, name: str) -> list[dict[str, Any]]:
         return []
     done = []
     for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
-        match = _STEP_DONE.search(line)
+        match = _STEP_END.search(line)
         if match:
-            done.append({"name": match["name"], "seconds": float(match["seconds"])})
+            step: dict[str, Any] = {"name": match["name"]}
+            if match["error"]:
+                step["failed"] = match["error"][:300]  # the log does not say how long it ran
+            else:
+                step["seconds"] = float(match["seconds"])
+            done.append(step)
     return done
 
 
-_STEP_DONE = re.compile(r"step (?P<name>\w+) done in (?P<seconds>[\d.]+)s")
+# "step enrich done in 93.26s: ..." or "step enrich failed: Py4JJavaError: ..."
+_STEP_END = re.compile(r"step (?P<name>\w+) (?:done in (?P<seconds>[\d.]+)s|failed: (?P<error>.*))")
 
 
 @contextmanager
