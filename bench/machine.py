@@ -27,26 +27,20 @@ def describe() -> dict:
     }
 
 
+def _git(repo, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, capture_output=True, text=True, timeout=30
+    ).stdout
+
+
 def source_commit(repo) -> str:
     """The commit the code ran from, with ``+changes`` when the work tree differs from it."""
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout
+        head = _git(repo, "rev-parse", "--short", "HEAD").strip()
+        dirty = _git(repo, "status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
-    return (head or "unknown") + ("+changes" if dirty.strip() else "")  # fmt: skip
+    return (head or "unknown") + ("+changes" if dirty.strip() else "")
 
 
 def load_average() -> list[float]:

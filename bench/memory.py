@@ -10,23 +10,15 @@ import psutil
 MB = 1024 * 1024
 
 
-class TreeSampler:
-    """Samples the resident memory of one process and its descendants until stopped.
+class _Sampler:
+    """A background thread that calls ``_sample`` every interval until the block ends."""
 
-    The root is the job's Python process (the Spark driver for Spark jobs). Its ``java``
-    descendant is the driver JVM (in local mode it also runs the executors); the other
-    descendants are Python workers the JVM starts for Arrow UDFs and ML stages.
-    """
-
-    def __init__(self, pid: int, interval_s: float = 0.2):
-        self._root = psutil.Process(pid)
+    def __init__(self, interval_s: float):
         self._interval = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
-        self.peaks = {"python_rss": 0, "jvm_rss": 0, "driver_rss": 0, "workers_rss": 0}
-        self.samples = 0
 
-    def __enter__(self) -> TreeSampler:
+    def __enter__(self):
         self._thread.start()
         return self
 
@@ -36,16 +28,37 @@ class TreeSampler:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                self._sample()
-            except psutil.Error:  # the process ended between two samples
-                pass
+            if self._sample() is False:
+                return
             self._stop.wait(self._interval)
 
+    def _sample(self) -> bool | None:
+        """Take one sample; return False to stop sampling."""
+        raise NotImplementedError
+
+
+class TreeSampler(_Sampler):
+    """Samples the resident memory of one process and its descendants until stopped.
+
+    The root is the job's Python process (the Spark driver for Spark jobs). Its ``java``
+    descendant is the driver JVM (in local mode it also runs the executors); the other
+    descendants are Python workers the JVM starts for Arrow UDFs and ML stages.
+    """
+
+    def __init__(self, pid: int, interval_s: float = 0.2):
+        super().__init__(interval_s)
+        self._root = psutil.Process(pid)
+        self.peaks = {"python_rss": 0, "jvm_rss": 0, "driver_rss": 0, "workers_rss": 0}
+        self.samples = 0
+
     def _sample(self) -> None:
-        python = self._root.memory_info().rss
+        try:
+            python = self._root.memory_info().rss
+            children = self._root.children(recursive=True)
+        except psutil.Error:  # the process ended between two samples
+            return
         jvm = workers = 0
-        for child in self._root.children(recursive=True):
+        for child in children:
             try:
                 rss = child.memory_info().rss
                 if child.name() == "java":
@@ -71,42 +84,34 @@ class TreeSampler:
         return out
 
 
-class HeapSampler:
+class HeapSampler(_Sampler):
     """Samples the driver JVM's heap through py4j: used heap, and old generation after GC."""
 
     def __init__(self, spark, interval_s: float = 0.5):
         management = spark._jvm.java.lang.management.ManagementFactory
         self._memory = management.getMemoryMXBean()
         self._pools = [p for p in management.getMemoryPoolMXBeans() if p.getType().name() == "HEAP"]
-        self._interval = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
+        super().__init__(interval_s)
         self.used_peak = 0
         self.after_gc_peak = 0
 
     def __enter__(self) -> HeapSampler:
         for pool in self._pools:
             pool.resetPeakUsage()
-        self._thread.start()
-        return self
+        return super().__enter__()
 
-    def __exit__(self, *_: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.used_peak = max(self.used_peak, self._memory.getHeapMemoryUsage().getUsed())
-                after_gc = sum(
-                    p.getCollectionUsage().getUsed()
-                    for p in self._pools
-                    if p.isCollectionUsageThresholdSupported()
-                )
-                self.after_gc_peak = max(self.after_gc_peak, after_gc)
-            except Exception:  # the gateway is closing
-                return
-            self._stop.wait(self._interval)
+    def _sample(self) -> bool | None:
+        try:
+            self.used_peak = max(self.used_peak, self._memory.getHeapMemoryUsage().getUsed())
+            after_gc = sum(
+                p.getCollectionUsage().getUsed()
+                for p in self._pools
+                if p.isCollectionUsageThresholdSupported()
+            )
+            self.after_gc_peak = max(self.after_gc_peak, after_gc)
+        except Exception:  # the gateway is closing
+            return False
+        return None
 
     def result(self) -> dict[str, float]:
         heap = self._memory.getHeapMemoryUsage()
