@@ -87,9 +87,15 @@ def spark_schema(header: list[str], schema: FileSchema) -> T.StructType:
     return T.StructType([*fields, T.StructField(CORRUPT, T.StringType())])
 
 
-def read_usage_csv(spark: SparkSession, path: Path) -> tuple[DataFrame, DataFrame]:
-    """The valid sessions of ``path`` and the rejected ones, each rejected row with a reason."""
-    header = check_header(path, USAGE)
+def read_usage_csv(
+    spark: SparkSession, path: Path, header: list[str] | None = None
+) -> tuple[DataFrame, DataFrame]:
+    """The valid sessions of ``path`` and the rejected ones, each rejected row with a reason.
+
+    ``header`` is the file's header as ``check_header`` returned it; without it the file is
+    checked here (a whole pass over it, for the UTF-8 check).
+    """
+    header = header if header is not None else check_header(path, USAGE)
     raw = (
         spark.read.option("header", True)
         .option("mode", "PERMISSIVE")

@@ -62,9 +62,11 @@ def staging_table(run_id: str) -> str:
 def save_statistics(stats: DataFrame, pg: Postgres, run_id: str) -> dict[str, int]:
     """Upsert ``stats`` into ``statistics`` all or nothing; returns staged and upserted counts."""
     staging = staging_table(run_id)
-    pg.execute(STATISTICS_DDL)
-    pg.execute(f"DROP TABLE IF EXISTS {staging}")
-    pg.execute(STAGING_DDL.format(staging=staging))
+    with pg.connect() as conn:
+        conn.execute(STATISTICS_DDL)
+        conn.execute(f"DROP TABLE IF EXISTS {staging}")
+        conn.execute(STAGING_DDL.format(staging=staging))
+        conn.commit()
     try:
         # Phase 1: executors copy their partitions into the staging table.
         staged = transfer.ingest(stats, pg.uri, staging, STATISTICS_ARROW)

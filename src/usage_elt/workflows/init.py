@@ -64,13 +64,13 @@ def run_init(
                 raise InputFileError("give a data folder with --data, or --generate")
             customers_src, contracts_src = folder / CUSTOMERS.name, folder / CONTRACTS.name
             with run.step("check_files"):
-                load.check_header(folder / USAGE.name, USAGE)
+                usage_header = load.check_header(folder / USAGE.name, USAGE)
                 for path, schema in ((customers_src, CUSTOMERS), (contracts_src, CONTRACTS)):
                     load.check_header(path, schema)
             run_customer_steps(run, pg, str(customers_src), str(contracts_src), settings)
             with run.step("load_usage") as step:
                 ensure_database(spark, settings.hive.database)
-                valid, rejected = load.read_usage_csv(spark, folder / USAGE.name)
+                valid, rejected = load.read_usage_csv(spark, folder / USAGE.name, usage_header)
                 step.rows = load.write_usage(spark, valid, rejected, settings.hive.database)
 
     return runner.execute(
