@@ -11,6 +11,7 @@ import click
 
 from bench.harness import REPO, JobFailed, Options, run
 from bench.report import load_results, print_table, update_docs
+from usage_elt.config import SparkSettings
 
 DEFAULT_OUT = REPO / "docs" / "benchmarks"
 
@@ -60,7 +61,12 @@ DEFAULT_OUT = REPO / "docs" / "benchmarks"
 )
 @click.option("--master", default="local[*]", show_default=True)
 @click.option("--driver-memory", default="2g", show_default=True)
-@click.option("--shuffle-partitions", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option(
+    "--shuffle-partitions",
+    type=click.IntRange(min=1),
+    default=SparkSettings().shuffle_partitions,
+    show_default=True,
+)
 @click.option(
     "--max-iter",
     type=click.IntRange(min=1),

@@ -23,6 +23,7 @@ import psycopg
 from bench import machine
 from bench.memory import TreeSampler
 from bench.stages import by_step, read_stages, top_call_sites
+from usage_elt.config import SparkSettings
 from usage_elt.synthetic import generate
 
 log = logging.getLogger("bench")
@@ -43,7 +44,7 @@ class Options:
     pg_database: str = "usage_elt_bench"
     master: str = "local[*]"
     driver_memory: str = "2g"
-    shuffle_partitions: int = 8
+    shuffle_partitions: int = SparkSettings().shuffle_partitions
     model: dict[str, Any] = field(default_factory=dict)
     job_timeout_s: float = 4 * 3600
 

@@ -66,11 +66,13 @@ def run_pandas(parquet_dir: Path, pg_uri: str, model: ModelSettings) -> dict:
         train = known.to_numpy() & ~holdout
     with phase("evaluate"):
         df = with_history(df, train)
-        candidates, global_mean = evaluate(df, train, holdout, model)
+        candidates, global_mean, fitted = evaluate(df, train, holdout, model)
         chosen = min(candidates, key=lambda name: (candidates[name]["rmse"], name))
     with phase("impute"):
         df = with_history(df, known.to_numpy())
-        imputed = impute(df, known.to_numpy(), chosen, model)
+        # As the pipeline: refit on every known score only when that adds training rows.
+        refit = int(train.sum()) < model.max_train_rows
+        imputed = impute(df, known.to_numpy(), chosen, model, None if refit else fitted)
     with phase("aggregate"):
         stats = statistics(imputed)
     with phase("write"):
@@ -225,16 +227,20 @@ def evaluate(df: pd.DataFrame, train: np.ndarray, holdout: np.ndarray, model: Mo
     x_fit = feature_matrix(df.iloc[fit_rows])
     y_fit = df[LABEL].iloc[fit_rows].to_numpy(dtype=float)
     x_holdout = feature_matrix(df.loc[holdout])
-    for name, regressor in regressors(model).items():
+    fitted = regressors(model)
+    for name, regressor in fitted.items():
         started = time.perf_counter()
         regressor.fit(x_fit, y_fit)
         candidates[name] = _metrics(regressor.predict(x_holdout), observed)
         candidates[name]["fit_and_score_s"] = round(time.perf_counter() - started, 3)
-    return candidates, global_mean
+    return candidates, global_mean, fitted
 
 
-def impute(df: pd.DataFrame, known: np.ndarray, chosen: str, model: ModelSettings):
-    """Fill the missing scores with the chosen candidate, refit on every known score."""
+def impute(
+    df: pd.DataFrame, known: np.ndarray, chosen: str, model: ModelSettings, fitted=None
+) -> pd.DataFrame:
+    """Fill the missing scores with the chosen candidate: ``fitted[chosen]`` when given, else
+    a model refit on every known score."""
     missing = ~known
     observed_mean = float(df.loc[known, LABEL].mean())
     if chosen == "global_mean":
@@ -242,6 +248,8 @@ def impute(df: pd.DataFrame, known: np.ndarray, chosen: str, model: ModelSetting
     elif chosen == "customer_mean":
         others = df.loc[missing, "other_mean"].where(df.loc[missing, "other_scores"] > 0)
         predicted = others.fillna(observed_mean).to_numpy()
+    elif fitted is not None:
+        predicted = fitted[chosen].predict(feature_matrix(df.loc[missing]))
     else:
         regressor = regressors(model)[chosen]
         fit_rows = _sample(known, model)

@@ -113,7 +113,9 @@ class SparkSettings(BaseModel):
     app_name: str = "usage-elt"
     driver_memory: str = "2g"
     executor_memory: str | None = None
-    shuffle_partitions: int = Field(default=8, ge=1)
+    # Partitions a shuffle starts with; adaptive execution merges the small ones, so this only
+    # bounds how finely the largest shuffles (enrichment at millions of sessions) are cut.
+    shuffle_partitions: int = Field(default=200, ge=1)
     conf: dict[str, str] = Field(default_factory=dict)
 
     @property
@@ -147,10 +149,11 @@ class ModelSettings(BaseModel):
 
     seed: int = 42
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
-    max_train_rows: int = Field(default=500_000, ge=100)
+    max_train_rows: int = Field(default=200_000, ge=100)
     max_iter: int = Field(default=40, ge=1)
     max_depth: int = Field(default=5, ge=1, le=30)
     step_size: float = Field(default=0.1, gt=0, le=1)
+    fit_partitions: int = Field(default=4, ge=1)
 
 
 class CustomersEtlSettings(BaseModel):

@@ -10,7 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from usage_elt.cli import main
+from usage_elt.engines.postgres import open_postgres
 from usage_elt.status import run_dir
+from usage_elt.steps import aggregate, save
 from usage_elt.workflows.elt_usage import run_usage_elt
 from usage_elt.workflows.init import Generation, run_init
 
@@ -104,6 +106,24 @@ def test_running_twice_gives_the_same_statistics(generated):
     after = read_statistics(uri)
     pd.testing.assert_frame_equal(before[STAT_COLUMNS], after[STAT_COLUMNS])
     assert (after["run_id"] == again["run_id"]).all()
+
+
+@pytest.mark.parametrize("driver_copy_max_rows", [0, 10**9], ids=["executors", "driver"])
+def test_driver_and_executor_copies_upsert_the_same_rows(spark, generated, driver_copy_max_rows):
+    settings, _ = generated
+    uri = settings.postgres.dsn.get_secret_value()
+    imputed = imputed_sessions(spark, settings.hive.database)
+    with psycopg.connect(uri) as conn:
+        conn.execute("DELETE FROM statistics")
+        conn.commit()
+    table = f"`{settings.hive.database}`.usage_imputed"
+    # Several partitions, so the executors' copy runs as several tasks.
+    stats = aggregate.statistics(spark, table, imputed["run_id"].iloc[0]).repartition(3)
+    with open_postgres(settings.postgres, settings.data_dir) as pg:
+        saved = save.save_statistics(stats, pg, "copy-test", stats.count(), driver_copy_max_rows)
+    expected = expected_statistics(imputed)
+    assert saved == {"staged": len(expected), "upserted": len(expected)}
+    assert_statistics_match(read_statistics(uri), expected)
 
 
 def _snapshot(uri: str) -> list[tuple]:

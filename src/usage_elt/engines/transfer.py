@@ -8,7 +8,7 @@ server by the URI given (over TCP on a cluster).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 from pydantic import SecretStr
@@ -53,32 +53,46 @@ def ingest(df: DataFrame, uri: SecretStr, table: str, arrow_schema: pa.Schema) -
     rows, then appends, in one transaction, so a retried task never writes twice.
     """
     secret = uri
-    columns = [f.name for f in arrow_schema]
-    with_part = pa.schema([pa.field(PARTITION_COLUMN, pa.int32()), *arrow_schema])
 
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        import adbc_driver_postgresql.dbapi as adbc
         from pyspark import TaskContext
 
-        part = TaskContext.get().partitionId()
-        rows = 0
-        with adbc.connect(secret.get_secret_value()) as conn:
-            with conn.cursor() as cur:
-                cur.execute(f"DELETE FROM {table} WHERE {PARTITION_COLUMN} = $1", (part,))
-                for batch in batches:
-                    if batch.num_rows == 0:
-                        continue
-                    batch = _conform(batch.select(columns), arrow_schema)
-                    part_column = pa.array([part] * batch.num_rows, pa.int32())
-                    batch = pa.RecordBatch.from_arrays(
-                        [part_column, *batch.columns], schema=with_part
-                    )
-                    rows += cur.adbc_ingest(table, batch, mode="append")
-            conn.commit()
+        rows = _append(secret, table, TaskContext.get().partitionId(), batches, arrow_schema)
         yield pa.RecordBatch.from_pydict({"rows": [rows]}, schema=pa.schema([("rows", pa.int64())]))
 
     result = df.mapInArrow(write, StructType([StructField("rows", LongType())]))
     return int(sum(r["rows"] for r in result.collect()))
+
+
+def ingest_from_driver(df: DataFrame, uri: SecretStr, table: str, arrow_schema: pa.Schema) -> int:
+    """Append ``df`` to ``table`` as partition 0 over one connection of the driver's.
+
+    For results small enough to hold on the driver: one COPY, and no Python worker to start.
+    """
+    return _append(uri, table, 0, df.toArrow().to_batches(), arrow_schema)
+
+
+def _append(
+    uri: SecretStr, table: str, part: int, batches: Iterable[pa.RecordBatch], schema: pa.Schema
+) -> int:
+    """In one transaction: delete partition ``part`` of ``table``, then COPY the batches in."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    columns = [f.name for f in schema]
+    with_part = pa.schema([pa.field(PARTITION_COLUMN, pa.int32()), *schema])
+    rows = 0
+    with adbc.connect(uri.get_secret_value()) as conn:
+        with conn.cursor() as cur:
+            cur.execute(f"DELETE FROM {table} WHERE {PARTITION_COLUMN} = $1", (part,))
+            for batch in batches:
+                if batch.num_rows == 0:
+                    continue
+                batch = _conform(batch.select(columns), schema)
+                part_column = pa.array([part] * batch.num_rows, pa.int32())
+                batch = pa.RecordBatch.from_arrays([part_column, *batch.columns], schema=with_part)
+                rows += cur.adbc_ingest(table, batch, mode="append")
+        conn.commit()
+    return rows
 
 
 def _conform(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:

@@ -2,11 +2,11 @@
 
 Candidates are compared on a held-out slice of the known scores (chosen by a seeded hash of
 the session id, so the slice does not depend on partitioning): the global mean, the
-customer's own observed mean, and MLlib tree ensembles. The best by RMSE imputes, after a
-refit on every known score. Features that describe a customer's other sessions never see the
-row's own score. Training rows see only the other training scores, so no held-out score
-reaches the model; a held-out row sees every other known score of its customer, as a missing
-score does when it is imputed.
+customer's own observed mean, and MLlib tree ensembles. The best by RMSE imputes, refit on
+every known score when that gives it more rows than it was trained on. Features that
+describe a customer's other sessions never see the row's own score. Training rows see only
+the other training scores, so no held-out score reaches the model; a held-out row sees every
+other known score of its customer, as a missing score does when it is imputed.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import StringIndexer, VectorAssembler
 from pyspark.ml.regression import GBTRegressor, RandomForestRegressor
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from usage_elt.config import ModelSettings
@@ -75,6 +75,7 @@ class Imputation:
     train_rows: int
     holdout_rows: int
     sample_rows: int
+    refit: bool = False
     importances_of: str | None = None
     feature_importances: dict[str, float] = field(default_factory=dict)
     residuals: list[dict[str, float]] = field(default_factory=list)
@@ -93,6 +94,7 @@ class Imputation:
             "train_rows": self.train_rows,
             "holdout_rows": self.holdout_rows,
             "model_sample_rows": self.sample_rows,
+            "refit_on_all_known": self.refit,
             "importances_of": self.importances_of,
             "feature_importances": self.feature_importances,
         }
@@ -107,21 +109,20 @@ def holdout_flag(settings: ModelSettings) -> F.Column:
 def with_history(sessions: DataFrame, visible: F.Column) -> DataFrame:
     """Add features of the customer's other sessions, from the scores where ``visible``.
 
-    A row never sees its own score: its count of each score level leaves itself out.
+    A row never sees its own score: its count of each score level leaves itself out. The
+    counts come from one narrow aggregation per customer, broadcast back to the sessions, so
+    the wide session rows are never shuffled for it.
     """
-    by_customer = Window.partitionBy("customer_id")
     score = F.when(visible, F.col(LABEL).cast("int"))
-    counts = {}
-    for level in LEVELS:
-        own = F.when(score == level, 1).otherwise(0)
-        counts[f"_n{level}"] = F.sum(own).over(by_customer) - own
-    df = sessions.withColumns(
-        {
-            **counts,
-            "_n": F.count(F.lit(1)).over(by_customer),
-            "_bounced": F.sum("bounced").over(by_customer),
-        }
+    own = {level: F.when(score == level, 1).otherwise(0) for level in LEVELS}
+    totals = sessions.groupBy("customer_id").agg(
+        *[F.sum(own[level]).alias(f"_t{level}") for level in LEVELS],
+        F.count(F.lit(1)).alias("_n"),
+        F.sum("bounced").alias("_bounced"),
     )
+    df = sessions.join(F.broadcast(totals), "customer_id", "left")
+    counts = {f"_n{level}": F.col(f"_t{level}") - own[level] for level in LEVELS}
+    df = df.withColumns(counts).drop(*[f"_t{level}" for level in LEVELS])
     n = {level: F.col(f"_n{level}") for level in LEVELS}
     scores = sum(n.values(), F.lit(0))
     cumulative = {k: sum((n[j] for j in LEVELS if j <= k), F.lit(0)) for k in LEVELS}
@@ -156,9 +157,8 @@ def _features(df: DataFrame) -> DataFrame:
     return df.withColumns({**filled, **strings})
 
 
-def _layout(df: DataFrame) -> DataFrame:
+def _layout(df: DataFrame, partitions: int) -> DataFrame:
     """Rows in an order that depends on the data only, so seeded fits repeat exactly."""
-    partitions = int(df.sparkSession.conf.get("spark.sql.shuffle.partitions"))
     return df.repartition(partitions, "session_id").sortWithinPartitions("session_id")
 
 
@@ -209,21 +209,26 @@ def _sample(df: DataFrame, settings: ModelSettings, rows: int) -> tuple[DataFram
     """At most about ``max_train_rows`` rows to fit on, a seeded sample of a fixed layout, kept
     in memory for the passes of the fit."""
     if rows <= settings.max_train_rows:
-        return _layout(df).persist(), rows
+        return _layout(df, settings.fit_partitions).persist(), rows
     fraction = settings.max_train_rows / rows
-    sample = _layout(df).sample(fraction=fraction, seed=settings.seed)
+    sample = _layout(df, settings.fit_partitions).sample(fraction=fraction, seed=settings.seed)
     return sample.persist(), round(rows * fraction)
 
 
-def _mean(df: DataFrame) -> float:
-    return float(df.agg(F.avg(LABEL)).first()[0])
-
-
 def impute(enriched: DataFrame, settings: ModelSettings) -> Imputation:
-    """Choose the best candidate on held-out scores, refit it on all known scores, impute."""
-    base = enriched.withColumn("_holdout", holdout_flag(settings)).persist()
+    """Choose the best candidate on held-out scores and impute the missing ones with it.
+
+    The chosen model is refit on every known score only when that gives it more rows to learn
+    from: when the training scores already fill the sample cap, the refit would fit on as many
+    rows again, so the measured model imputes as it is.
+    """
+    base = enriched.withColumn("_holdout", holdout_flag(settings))
+    is_known, is_training = F.col(LABEL).isNotNull(), F.col(LABEL).isNotNull() & ~F.col("_holdout")
     counts = base.agg(
-        F.count(LABEL).alias("known"), F.sum(F.col("_holdout").cast("int")).alias("holdout")
+        F.count(LABEL).alias("known"),
+        F.sum(F.col("_holdout").cast("int")).alias("holdout"),
+        F.avg(F.when(is_training, F.col(LABEL))).alias("training_mean"),
+        F.avg(LABEL).alias("known_mean"),
     ).first()
     known, holdout_rows = int(counts["known"]), int(counts["holdout"] or 0)
     if known - holdout_rows < 10 or holdout_rows < 5:
@@ -233,33 +238,33 @@ def impute(enriched: DataFrame, settings: ModelSettings) -> Imputation:
         )
 
     # Evaluation: training rows see training scores only; held-out rows every other known one.
-    is_known, is_training = F.col(LABEL).isNotNull(), F.col(LABEL).isNotNull() & ~F.col("_holdout")
-    train = _features(with_history(base, is_training)).where(is_training).persist()
+    train_rows, training_mean = known - holdout_rows, float(counts["training_mean"])
+    train = _features(with_history(base, is_training)).where(is_training)
     holdout = _features(with_history(base, is_known)).where(F.col("_holdout")).persist()
-    train_rows = known - holdout_rows
-    global_mean = _mean(train)
-    candidates = {name: _metrics(_scored(holdout, name, None, global_mean)) for name in BASELINES}
+    candidates = {name: _metrics(_scored(holdout, name, None, training_mean)) for name in BASELINES}
     fitted: dict[str, PipelineModel] = {}
     sample, sample_rows = _sample(train, settings, train_rows)
     for name, regressor in _regressors(settings).items():
         fitted[name] = _pipeline(regressor).fit(sample)
-        candidates[name] = _metrics(_scored(holdout, name, fitted[name], global_mean))
+        candidates[name] = _metrics(_scored(holdout, name, fitted[name], training_mean))
         log.info("candidate %s: held-out RMSE %.4f", name, candidates[name].rmse)
+    sample.unpersist()
     chosen = min(candidates, key=lambda name: (candidates[name].rmse, name))
-    evaluated = _scored(holdout, chosen, fitted.get(chosen), global_mean)
+    evaluated = _scored(holdout, chosen, fitted.get(chosen), training_mean).persist()
     residuals, diagnostics = _residuals(evaluated, settings.seed), _diagnostics(evaluated)
-    for frame in (sample, train, holdout):
-        frame.unpersist()
+    evaluated.unpersist()
+    holdout.unpersist()
 
-    # Imputation: history from every known score, the chosen candidate refit on all of them.
+    # Imputation: history from every known score.
     final = _features(with_history(base, is_known))
-    all_mean = _mean(final)
-    model = None
-    if chosen not in BASELINES:
+    known_mean = float(counts["known_mean"])
+    model = fitted.get(chosen)
+    refit = model is not None and train_rows < settings.max_train_rows
+    if refit:
         known_sample, sample_rows = _sample(final.where(is_known), settings, known)
         model = fitted[chosen] = _pipeline(_regressors(settings)[chosen]).fit(known_sample)
         known_sample.unpersist()
-    predicted = _scored(final, chosen, model, all_mean)
+    predicted = _scored(final, chosen, model, known_mean)
 
     imputed = predicted.withColumns(
         {
@@ -280,6 +285,7 @@ def impute(enriched: DataFrame, settings: ModelSettings) -> Imputation:
         train_rows=train_rows,
         holdout_rows=holdout_rows,
         sample_rows=sample_rows,
+        refit=refit,
         importances_of=importances_of,
         feature_importances=_importances(fitted.get(importances_of)),
         residuals=residuals,

@@ -1,4 +1,8 @@
-"""Saving statistics: executors COPY into a staging table, one upsert commits them all."""
+"""Saving statistics: a COPY into a staging table, then one upsert commits them all.
+
+Up to ``DRIVER_COPY_MAX_ROWS`` statistics rows (one per customer) are copied by the driver on
+one connection; more are copied by the executors, a connection per task.
+"""
 
 from __future__ import annotations
 
@@ -46,6 +50,8 @@ CREATE UNLOGGED TABLE {staging} (
 """
 
 _COLUMNS = [f.name for f in STATISTICS_ARROW]
+# About 100 MB of Arrow on the driver at most (statistics rows are about 100 bytes each).
+DRIVER_COPY_MAX_ROWS = 1_000_000
 UPSERT_SQL = f"""
 INSERT INTO statistics ({", ".join(_COLUMNS)}, updated_at)
 SELECT {", ".join(_COLUMNS)}, now()
@@ -59,8 +65,15 @@ def staging_table(run_id: str) -> str:
     return "statistics_staging_" + "".join(ch if ch.isalnum() else "_" for ch in run_id.lower())
 
 
-def save_statistics(stats: DataFrame, pg: Postgres, run_id: str) -> dict[str, int]:
-    """Upsert ``stats`` into ``statistics`` all or nothing; returns staged and upserted counts."""
+def save_statistics(
+    stats: DataFrame,
+    pg: Postgres,
+    run_id: str,
+    rows: int,
+    driver_copy_max_rows: int = DRIVER_COPY_MAX_ROWS,
+) -> dict[str, int]:
+    """Upsert the ``rows`` rows of ``stats`` into ``statistics`` all or nothing; returns the
+    staged and upserted counts."""
     staging = staging_table(run_id)
     with pg.connect() as conn:
         conn.execute(STATISTICS_DDL)
@@ -68,8 +81,9 @@ def save_statistics(stats: DataFrame, pg: Postgres, run_id: str) -> dict[str, in
         conn.execute(STAGING_DDL.format(staging=staging))
         conn.commit()
     try:
-        # Phase 1: executors copy their partitions into the staging table.
-        staged = transfer.ingest(stats, pg.uri, staging, STATISTICS_ARROW)
+        # Phase 1: the driver, or the executors a partition each, copy into the staging table.
+        copy = transfer.ingest_from_driver if rows <= driver_copy_max_rows else transfer.ingest
+        staged = copy(stats, pg.uri, staging, STATISTICS_ARROW)
         # Phase 2: one transaction checks the staging rows and upserts them.
         with pg.connect() as conn:
             present, distinct = conn.execute(

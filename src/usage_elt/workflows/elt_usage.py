@@ -138,7 +138,8 @@ def _run_steps(run: Run, settings: Settings, spark, pg) -> None:
         run.metrics["statistics"] = aggregate.summary(stats)
 
     def save_step(step: StepRecord) -> None:
-        saved = save.save_statistics(stats, pg, run.run_id)
+        rows = run.rows["customers_with_sessions"]
+        saved = save.save_statistics(stats, pg, run.run_id, rows)
         step.rows = {"statistics_staged": saved["staged"], "statistics_upserted": saved["upserted"]}
 
     run.execute("save", save_step, settings.retry)
