@@ -59,7 +59,7 @@ def run_pandas(parquet_dir: Path, pg_uri: str, model: ModelSettings) -> dict:
         df = enrich(sessions, customers, contracts)
         del sessions
     with phase("features"):
-        df = session_features(df)
+        df = categorize(session_features(df))
         known = df[LABEL].notna()
         bucket = pd.util.hash_pandas_object(df["session_id"], index=False).to_numpy() % 10_000
         holdout = known.to_numpy() & (bucket < int(model.holdout_fraction * 10_000))
@@ -175,13 +175,18 @@ def with_history(df: pd.DataFrame, visible: np.ndarray) -> pd.DataFrame:
     return df
 
 
+def categorize(df: pd.DataFrame) -> pd.DataFrame:
+    """Categorical columns as pandas categories of the whole frame, sorted, NULL as a value of
+    its own: every subset then codes a value alike."""
+    for name in CATEGORICAL:
+        df[name] = pd.Categorical(df[name].fillna("(none)"))
+    return df
+
+
 def feature_matrix(df: pd.DataFrame) -> np.ndarray:
     """Numeric features with NULL as the pipeline's marker, categories as sorted codes."""
     numeric = df[NUMERIC].astype(float).fillna(MISSING).to_numpy()
-    codes = [
-        pd.Categorical(df[name].fillna("(none)")).codes.astype(float)[:, None]
-        for name in CATEGORICAL
-    ]
+    codes = [df[name].cat.codes.to_numpy(dtype=float)[:, None] for name in CATEGORICAL]
     return np.hstack([numeric, *codes])
 
 

@@ -43,7 +43,8 @@ def imputed(loaded):
     return impute(enriched, MODEL)
 
 
-def test_history_leaves_out_the_row_itself_and_hidden_scores(spark):
+@pytest.mark.parametrize("broadcast", [True, False], ids=["broadcast", "shuffle"])
+def test_history_leaves_out_the_row_itself_and_hidden_scores(spark, broadcast):
     rows = [  # customer, session, score, bounced; S4 is hidden from the others
         ("A", "S1", 1, 0), ("A", "S2", 2, 1), ("A", "S3", 2, 0), ("A", "S4", 5, 0),
         ("A", "S5", None, 1), ("B", "S6", 4, 0), ("C", "S7", None, 0), ("C", "S8", 3, 1),
@@ -51,7 +52,7 @@ def test_history_leaves_out_the_row_itself_and_hidden_scores(spark):
     df = spark.createDataFrame(rows, "customer_id string, session_id string, satisfaction int, "
                                "bounced int")  # fmt: skip
     visible = F.col("satisfaction").isNotNull() & (F.col("session_id") != "S4")
-    got = with_history(df, visible).toPandas().set_index("session_id")
+    got = with_history(df, visible, broadcast).toPandas().set_index("session_id")
 
     for customer, session, _, _ in rows:
         others = [r for r in rows if r[0] == customer and r[1] != session]
@@ -75,32 +76,28 @@ def test_history_leaves_out_the_row_itself_and_hidden_scores(spark):
             assert row["other_bounced_mean"] == pytest.approx(statistics.mean(bounced_others))
 
 
-def test_same_input_and_seed_give_identical_imputed_values(loaded, imputed):
+def test_same_input_and_seed_give_identical_imputed_values(spark, loaded, imputed):
     _, enriched = loaded
-    # The same rows in another partitioning and order.
+    # The same rows in another partitioning and order, under other shuffle settings.
     shuffled = enriched.repartition(5, F.xxhash64("customer_id")).sortWithinPartitions(
         F.col("session_id").desc()
     )
-    again = impute(shuffled, MODEL)
+    first = imputed.sessions.select("session_id", "satisfaction").toPandas()
+    partitions = spark.conf.get("spark.sql.shuffle.partitions")
+    spark.conf.set("spark.sql.shuffle.partitions", "7")
+    try:
+        again = impute(shuffled, MODEL)
+        second = again.sessions.select("session_id", "satisfaction").toPandas()
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", partitions)
     assert again.chosen == imputed.chosen
     assert again.residuals == imputed.residuals
     assert {n: m.as_dict() for n, m in again.candidates.items()} == {
         n: m.as_dict() for n, m in imputed.candidates.items()
     }
-    first = imputed.sessions.select("session_id", F.col("satisfaction").alias("first"))
-    second = again.sessions.select("session_id", F.col("satisfaction").alias("second"))
-    compared = (
-        first.join(second, "session_id", "full_outer")
-        .agg(
-            F.count(F.lit(1)).alias("rows"),
-            F.sum(F.when(F.col("first").eqNullSafe(F.col("second")), 0).otherwise(1)).alias(
-                "differ"
-            ),
-        )
-        .first()
-    )
-    assert compared["rows"] == enriched.count()
-    assert compared["differ"] == 0
+    compared = first.merge(second, on="session_id", how="outer", suffixes=("_1", "_2"))
+    assert len(compared) == len(first) == len(second) == enriched.count()
+    assert (compared["satisfaction_1"] == compared["satisfaction_2"]).all()
 
 
 def test_every_score_and_held_out_prediction_is_within_1_to_5(loaded, imputed):
@@ -131,7 +128,32 @@ def test_status_records_every_candidate_and_the_best_imputes(imputed):
     assert status["chosen"] == min(candidates, key=lambda name: candidates[name]["rmse"])
     assert status["rmse"] == candidates[status["chosen"]]["rmse"]
     assert status["train_rows"] + status["holdout_rows"] == status["known_scores"]
+    # Fewer training scores than the cap: the chosen model learns again from every known one.
+    assert status["train_rows"] < MODEL.max_train_rows
+    if status["chosen"] in ("gbt", "random_forest"):
+        assert status["refit_on_all_known"] is True
+        assert status["model_sample_rows"] == status["known_scores"]
     assert status["feature_importances"] and status["importances_of"] in ("gbt", "random_forest")
+
+
+def test_a_full_sample_imputes_with_the_measured_model(loaded):
+    _, enriched = loaded
+    # Every session its own customer: the customer's mean is the global mean, and the contract
+    # features that drive the generated scores let a model win.
+    solo = enriched.withColumn("customer_id", F.col("session_id"))
+    uncapped = impute(solo, MODEL)
+    assert uncapped.chosen in ("gbt", "random_forest")
+    assert uncapped.refit is True  # fewer scores than the cap: it learned again from all
+    # A cap just under the training scores: the same choice, and no second fit.
+    cap = uncapped.train_rows - 1
+    capped = impute(solo, MODEL.model_copy(update={"max_train_rows": cap}))
+    status = capped.status()
+    assert status["chosen"] == uncapped.chosen
+    assert status["model_sample_rows"] == cap
+    assert status["refit_on_all_known"] is False
+    scores = capped.sessions.agg(F.min("satisfaction"), F.max("satisfaction"),
+                                 F.count("satisfaction")).first()  # fmt: skip
+    assert 1 <= scores[0] <= scores[1] <= 5 and scores[2] == enriched.count()
 
 
 def test_sessions_before_the_first_contract_carry_its_features(loaded):

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from usage_elt.cli import main
+from usage_elt.engines import transfer
 from usage_elt.engines.postgres import open_postgres
 from usage_elt.status import run_dir
 from usage_elt.steps import aggregate, save
@@ -108,9 +109,19 @@ def test_running_twice_gives_the_same_statistics(generated):
     assert (after["run_id"] == again["run_id"]).all()
 
 
-@pytest.mark.parametrize("driver_copy_max_rows", [0, 10**9], ids=["executors", "driver"])
-def test_driver_and_executor_copies_upsert_the_same_rows(spark, generated, driver_copy_max_rows):
+@pytest.mark.parametrize(
+    ("driver_copy_max_rows", "path"), [(0, "ingest"), (10**9, "ingest_from_driver")]
+)
+def test_driver_and_executor_copies_upsert_the_same_rows(
+    spark, generated, monkeypatch, driver_copy_max_rows, path
+):
     settings, _ = generated
+    used = []
+    for name in ("ingest", "ingest_from_driver"):
+        original = getattr(transfer, name)
+        monkeypatch.setattr(
+            transfer, name, lambda *a, _f=original, _n=name: used.append(_n) or _f(*a)
+        )
     uri = settings.postgres.dsn.get_secret_value()
     imputed = imputed_sessions(spark, settings.hive.database)
     with psycopg.connect(uri) as conn:
@@ -122,6 +133,7 @@ def test_driver_and_executor_copies_upsert_the_same_rows(spark, generated, drive
     with open_postgres(settings.postgres, settings.data_dir) as pg:
         saved = save.save_statistics(stats, pg, "copy-test", stats.count(), driver_copy_max_rows)
     expected = expected_statistics(imputed)
+    assert used == [path]
     assert saved == {"staged": len(expected), "upserted": len(expected)}
     assert_statistics_match(read_statistics(uri), expected)
 

@@ -1,8 +1,9 @@
 """Arrow between Spark executors and PostgreSQL, through ADBC: COPY out, COPY in.
 
-Each Spark task opens its own ADBC connection, so rows never pass through the driver; the
-executors need ``adbc-driver-postgresql`` and ``pyarrow`` installed and must reach the
-server by the URI given (over TCP on a cluster).
+Each Spark task opens its own ADBC connection, so rows never pass through the driver (but in
+``ingest_from_driver``, for results small enough to hold there); the executors need
+``adbc-driver-postgresql`` and ``pyarrow`` installed and must reach the server by the URI
+given (over TCP on a cluster).
 """
 
 from __future__ import annotations

@@ -52,6 +52,9 @@ NUMERIC = SESSION + CUSTOMER + CONTRACT + HISTORY
 MISSING = -1.0
 RESIDUAL_BIN = 0.25
 RESIDUAL_SAMPLE = 2_000
+# Per-customer score totals are about 60 bytes a customer: broadcast them up to about 120 MB,
+# well inside Spark's limits on collected results and broadcasts.
+BROADCAST_MAX_CUSTOMERS = 2_000_000
 
 
 @dataclass
@@ -106,12 +109,13 @@ def holdout_flag(settings: ModelSettings) -> F.Column:
     return F.col(LABEL).isNotNull() & (bucket < F.lit(int(settings.holdout_fraction * 10_000)))
 
 
-def with_history(sessions: DataFrame, visible: F.Column) -> DataFrame:
+def with_history(sessions: DataFrame, visible: F.Column, broadcast: bool = True) -> DataFrame:
     """Add features of the customer's other sessions, from the scores where ``visible``.
 
     A row never sees its own score: its count of each score level leaves itself out. The
-    counts come from one narrow aggregation per customer, broadcast back to the sessions, so
-    the wide session rows are never shuffled for it.
+    counts come from one narrow aggregation per customer joined back to the sessions; with
+    ``broadcast`` (for up to ``BROADCAST_MAX_CUSTOMERS``) the join ships the totals to every
+    task, so the wide session rows are not shuffled for it.
     """
     score = F.when(visible, F.col(LABEL).cast("int"))
     own = {level: F.when(score == level, 1).otherwise(0) for level in LEVELS}
@@ -120,7 +124,7 @@ def with_history(sessions: DataFrame, visible: F.Column) -> DataFrame:
         F.count(F.lit(1)).alias("_n"),
         F.sum("bounced").alias("_bounced"),
     )
-    df = sessions.join(F.broadcast(totals), "customer_id", "left")
+    df = sessions.join(F.broadcast(totals) if broadcast else totals, "customer_id", "left")
     counts = {f"_n{level}": F.col(f"_t{level}") - own[level] for level in LEVELS}
     df = df.withColumns(counts).drop(*[f"_t{level}" for level in LEVELS])
     n = {level: F.col(f"_n{level}") for level in LEVELS}
@@ -229,6 +233,7 @@ def impute(enriched: DataFrame, settings: ModelSettings) -> Imputation:
         F.sum(F.col("_holdout").cast("int")).alias("holdout"),
         F.avg(F.when(is_training, F.col(LABEL))).alias("training_mean"),
         F.avg(LABEL).alias("known_mean"),
+        F.approx_count_distinct("customer_id").alias("customers"),
     ).first()
     known, holdout_rows = int(counts["known"]), int(counts["holdout"] or 0)
     if known - holdout_rows < 10 or holdout_rows < 5:
@@ -239,8 +244,9 @@ def impute(enriched: DataFrame, settings: ModelSettings) -> Imputation:
 
     # Evaluation: training rows see training scores only; held-out rows every other known one.
     train_rows, training_mean = known - holdout_rows, float(counts["training_mean"])
-    train = _features(with_history(base, is_training)).where(is_training)
-    holdout = _features(with_history(base, is_known)).where(F.col("_holdout")).persist()
+    small = int(counts["customers"]) <= BROADCAST_MAX_CUSTOMERS
+    train = _features(with_history(base, is_training, small)).where(is_training)
+    holdout = _features(with_history(base, is_known, small)).where(F.col("_holdout")).persist()
     candidates = {name: _metrics(_scored(holdout, name, None, training_mean)) for name in BASELINES}
     fitted: dict[str, PipelineModel] = {}
     sample, sample_rows = _sample(train, settings, train_rows)
@@ -256,7 +262,7 @@ def impute(enriched: DataFrame, settings: ModelSettings) -> Imputation:
     holdout.unpersist()
 
     # Imputation: history from every known score.
-    final = _features(with_history(base, is_known))
+    final = _features(with_history(base, is_known, small))
     known_mean = float(counts["known_mean"])
     model = fitted.get(chosen)
     refit = model is not None and train_rows < settings.max_train_rows
