@@ -8,6 +8,7 @@ import pandas as pd
 import psycopg
 import pytest
 from click.testing import CliRunner
+from pyspark.sql import functions as F
 
 from usage_elt.cli import main
 from usage_elt.engines import transfer
@@ -96,6 +97,23 @@ def test_each_session_gets_the_contract_active_at_its_start(spark, generated):
     multi = expected[expected["customer_id"].isin(several[several > 1].index)]
     spanning = multi.groupby("customer_id")["contract_id"].nunique()
     assert (spanning > 1).sum() > 10, "some customers' sessions must fall under several contracts"
+
+
+def test_imputed_table_keeps_every_usage_column_as_loaded(spark, generated):
+    settings, _ = generated
+    db = settings.hive.database
+    usage, imputed = spark.table(f"`{db}`.usage"), spark.table(f"`{db}`.usage_imputed")
+    types = {field.name: field.dataType for field in imputed.schema.fields}
+    kept = [field for field in usage.schema.fields if field.name != "satisfaction"]
+    assert [(f.name, types.get(f.name)) for f in kept] == [(f.name, f.dataType) for f in kept]
+    assert types["observed_satisfaction"] == usage.schema["satisfaction"].dataType
+    # Row for row the same values (NULLs included); the observed score under its own name.
+    loaded = usage.select(*[f.name for f in kept], F.col("satisfaction").alias("observed"))
+    written = imputed.select(
+        *[f.name for f in kept], F.col("observed_satisfaction").alias("observed")
+    )
+    assert imputed.count() == usage.count()
+    assert loaded.exceptAll(written).count() == 0
 
 
 def test_running_twice_gives_the_same_statistics(generated):

@@ -109,11 +109,17 @@ def holdout_flag(settings: ModelSettings) -> F.Column:
     return F.col(LABEL).isNotNull() & (bucket < F.lit(int(settings.holdout_fraction * 10_000)))
 
 
-def with_history(sessions: DataFrame, visible: F.Column, broadcast: bool = True) -> DataFrame:
-    """Add features of the customer's other sessions, from the scores where ``visible``.
+def with_history(
+    sessions: DataFrame,
+    visible: F.Column,
+    broadcast: bool = True,
+    rows: DataFrame | None = None,
+) -> DataFrame:
+    """Add features of the customer's other sessions, from the scores where ``visible``, to
+    ``rows`` (some of ``sessions``; all of them when not given).
 
     A row never sees its own score: its count of each score level leaves itself out. The
-    counts come from one narrow aggregation per customer joined back to the sessions; with
+    counts come from one narrow aggregation per customer joined back to the rows; with
     ``broadcast`` (for up to ``BROADCAST_MAX_CUSTOMERS``) the join ships the totals to every
     task, so the wide session rows are not shuffled for it.
     """
@@ -124,7 +130,8 @@ def with_history(sessions: DataFrame, visible: F.Column, broadcast: bool = True)
         F.count(F.lit(1)).alias("_n"),
         F.sum("bounced").alias("_bounced"),
     )
-    df = sessions.join(F.broadcast(totals) if broadcast else totals, "customer_id", "left")
+    rows = sessions if rows is None else rows
+    df = rows.join(F.broadcast(totals) if broadcast else totals, "customer_id", "left")
     counts = {f"_n{level}": F.col(f"_t{level}") - own[level] for level in LEVELS}
     df = df.withColumns(counts).drop(*[f"_t{level}" for level in LEVELS])
     n = {level: F.col(f"_n{level}") for level in LEVELS}
@@ -154,10 +161,16 @@ def with_history(sessions: DataFrame, visible: F.Column, broadcast: bool = True)
     ).drop(*counts, "_n", "_bounced")
 
 
+def _x(name: str) -> str:
+    """The model's copy of column ``name``; the column itself is left as it is."""
+    return f"_x_{name}"
+
+
 def _features(df: DataFrame) -> DataFrame:
-    """Numeric features with NULL replaced by a marker value the trees can split on."""
-    filled = {name: F.coalesce(F.col(name).cast("double"), F.lit(MISSING)) for name in NUMERIC}
-    strings = {name: F.coalesce(F.col(name), F.lit("(none)")) for name in CATEGORICAL}
+    """The model's inputs beside the columns: numbers as doubles with NULL replaced by a
+    marker value the trees can split on, NULL categories as a value of their own."""
+    filled = {_x(n): F.coalesce(F.col(n).cast("double"), F.lit(MISSING)) for n in NUMERIC}
+    strings = {_x(n): F.coalesce(F.col(n), F.lit("(none)")) for n in CATEGORICAL}
     return df.withColumns({**filled, **strings})
 
 
@@ -167,15 +180,17 @@ def _layout(df: DataFrame, partitions: int) -> DataFrame:
 
 
 def _pipeline(regressor) -> Pipeline:
-    indexed = [f"{name}_idx" for name in CATEGORICAL]
-    indexer = StringIndexer(inputCols=CATEGORICAL, outputCols=indexed, handleInvalid="keep",
+    categories = [_x(name) for name in CATEGORICAL]
+    indexed = [f"{name}_idx" for name in categories]
+    indexer = StringIndexer(inputCols=categories, outputCols=indexed, handleInvalid="keep",
                             stringOrderType="alphabetAsc")  # fmt: skip
-    assembler = VectorAssembler(inputCols=NUMERIC + indexed, outputCol="features")
+    numbers = [_x(name) for name in NUMERIC]
+    assembler = VectorAssembler(inputCols=numbers + indexed, outputCol="_x_features")
     return Pipeline(stages=[indexer, assembler, regressor])
 
 
 def _regressors(settings: ModelSettings) -> dict:
-    common = {"labelCol": LABEL, "featuresCol": "features", "seed": settings.seed,
+    common = {"labelCol": LABEL, "featuresCol": "_x_features", "seed": settings.seed,
               "maxBins": 64}  # fmt: skip
     return {
         "gbt": GBTRegressor(
@@ -261,18 +276,21 @@ def impute(enriched: DataFrame, settings: ModelSettings) -> Imputation:
     evaluated.unpersist()
     holdout.unpersist()
 
-    # Imputation: history from every known score.
-    final = _features(with_history(base, is_known, small))
+    # Imputation: history from every known score; only the missing scores are predicted.
     known_mean = float(counts["known_mean"])
     model = fitted.get(chosen)
     refit = model is not None and train_rows < settings.max_train_rows
     if refit:
-        known_sample, sample_rows = _sample(final.where(is_known), settings, known)
+        all_known = _features(with_history(base, is_known, small, rows=base.where(is_known)))
+        known_sample, sample_rows = _sample(all_known, settings, known)
         model = fitted[chosen] = _pipeline(_regressors(settings)[chosen]).fit(known_sample)
         known_sample.unpersist()
-    predicted = _scored(final, chosen, model, known_mean)
+    columns = [name for name in base.columns if name != "_holdout"]
+    missing = _features(with_history(base, is_known, small, rows=base.where(~is_known)))
+    predicted = _scored(missing, chosen, model, known_mean).select(*columns, "_p")
+    observed = base.where(is_known).select(*columns, F.lit(None).cast("double").alias("_p"))
 
-    imputed = predicted.withColumns(
+    imputed = predicted.unionByName(observed).withColumns(
         {
             "observed_satisfaction": F.col(LABEL),
             "satisfaction_source": F.when(F.col(LABEL).isNotNull(), "observed").otherwise(
@@ -307,7 +325,7 @@ def _importances(model: PipelineModel | None, top: int = 15) -> dict[str, float]
     if model is None:
         return {}
     regressor = model.stages[-1]
-    names = NUMERIC + CATEGORICAL
+    names = NUMERIC + CATEGORICAL  # the assembler's order: numbers, then category indices
     weights = regressor.featureImportances.toArray()
     ranked = sorted(zip(names, weights, strict=True), key=lambda item: -item[1])[:top]
     return {name: round(float(weight), 4) for name, weight in ranked}
