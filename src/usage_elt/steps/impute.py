@@ -166,12 +166,16 @@ def _x(name: str) -> str:
     return f"_x_{name}"
 
 
-def _features(df: DataFrame) -> DataFrame:
-    """The model's inputs beside the columns: numbers as doubles with NULL replaced by a
+# What scoring needs besides the model's inputs: the row, its score, the customer-mean rule.
+SCORING = ["session_id", LABEL, "other_scores", "other_mean"]
+
+
+def _features(df: DataFrame, keep: list[str]) -> DataFrame:
+    """The columns ``keep`` and the model's inputs: numbers as doubles with NULL replaced by a
     marker value the trees can split on, NULL categories as a value of their own."""
-    filled = {_x(n): F.coalesce(F.col(n).cast("double"), F.lit(MISSING)) for n in NUMERIC}
-    strings = {_x(n): F.coalesce(F.col(n), F.lit("(none)")) for n in CATEGORICAL}
-    return df.withColumns({**filled, **strings})
+    filled = [F.coalesce(F.col(n).cast("double"), F.lit(MISSING)).alias(_x(n)) for n in NUMERIC]
+    strings = [F.coalesce(F.col(n), F.lit("(none)")).alias(_x(n)) for n in CATEGORICAL]
+    return df.select(*keep, *filled, *strings)
 
 
 def _layout(df: DataFrame, partitions: int) -> DataFrame:
@@ -260,8 +264,9 @@ def impute(enriched: DataFrame, settings: ModelSettings) -> Imputation:
     # Evaluation: training rows see training scores only; held-out rows every other known one.
     train_rows, training_mean = known - holdout_rows, float(counts["training_mean"])
     small = int(counts["customers"]) <= BROADCAST_MAX_CUSTOMERS
-    train = _features(with_history(base, is_training, small)).where(is_training)
-    holdout = _features(with_history(base, is_known, small)).where(F.col("_holdout")).persist()
+    training, held_out = base.where(is_training), base.where(F.col("_holdout"))
+    train = _features(with_history(base, is_training, small, rows=training), SCORING)
+    holdout = _features(with_history(base, is_known, small, rows=held_out), SCORING).persist()
     candidates = {name: _metrics(_scored(holdout, name, None, training_mean)) for name in BASELINES}
     fitted: dict[str, PipelineModel] = {}
     sample, sample_rows = _sample(train, settings, train_rows)
@@ -281,12 +286,16 @@ def impute(enriched: DataFrame, settings: ModelSettings) -> Imputation:
     model = fitted.get(chosen)
     refit = model is not None and train_rows < settings.max_train_rows
     if refit:
-        all_known = _features(with_history(base, is_known, small, rows=base.where(is_known)))
+        all_known = _features(
+            with_history(base, is_known, small, rows=base.where(is_known)), SCORING
+        )
         known_sample, sample_rows = _sample(all_known, settings, known)
         model = fitted[chosen] = _pipeline(_regressors(settings)[chosen]).fit(known_sample)
         known_sample.unpersist()
     columns = [name for name in base.columns if name != "_holdout"]
-    missing = _features(with_history(base, is_known, small, rows=base.where(~is_known)))
+    missing = _features(
+        with_history(base, is_known, small, rows=base.where(~is_known)), [*columns, *SCORING[2:]]
+    )
     predicted = _scored(missing, chosen, model, known_mean).select(*columns, "_p")
     observed = base.where(is_known).select(*columns, F.lit(None).cast("double").alias("_p"))
 
