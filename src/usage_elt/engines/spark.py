@@ -32,9 +32,6 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.shuffle.partitions": str(spark.shuffle_partitions),
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.adaptive.coalescePartitions.enabled": "true",
-        # Let adaptive execution merge the small partitions of persisted results too: the
-        # persisted sessions are scanned many times, and 200 tiny tasks a scan cost more.
-        "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.enabled": "false",
