@@ -34,10 +34,12 @@ def _git(repo, *args: str) -> str:
 
 
 def source_commit(repo) -> str:
-    """The commit the code ran from, with ``+changes`` when the work tree differs from it."""
+    """The commit the code ran from, with ``+changes`` when the work tree differs from it
+    elsewhere than in the benchmark's own outputs (``docs/benchmarks*``)."""
     try:
         head = _git(repo, "rev-parse", "--short", "HEAD").strip()
-        dirty = _git(repo, "status", "--porcelain", "--untracked-files=no")
+        dirty = _git(repo, "status", "--porcelain", "--untracked-files=no", "--", ".",
+                     ":(exclude)docs/benchmarks.md", ":(exclude)docs/benchmarks")  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return (head or "unknown") + ("+changes" if dirty.strip() else "")
