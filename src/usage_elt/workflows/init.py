@@ -51,9 +51,6 @@ def run_init(
         folder = data
         with ExitStack() as stack:
             spark, pg = runner.connect(run, settings, stack, with_spark=True)
-            if reset:
-                with run.step("reset"):
-                    _reset(spark, pg, settings.hive.database)
             if generation is not None:
                 with run.step("generate") as step:
                     folder = settings.data_dir / "generated"
@@ -63,10 +60,18 @@ def run_init(
             if folder is None:
                 raise InputFileError("give a data folder with --data, or --generate")
             customers_src, contracts_src = folder / CUSTOMERS.name, folder / CONTRACTS.name
+            # Every input is checked before --reset drops anything.
             with run.step("check_files"):
+                sources = (folder / USAGE.name, customers_src, contracts_src)
+                missing = [path.name for path in sources if not path.is_file()]
+                if missing:
+                    raise InputFileError(f"{folder}: missing {', '.join(missing)}")
                 usage_header = load.check_header(folder / USAGE.name, USAGE)
                 for path, schema in ((customers_src, CUSTOMERS), (contracts_src, CONTRACTS)):
                     load.check_header(path, schema)
+            if reset:
+                with run.step("reset"):
+                    _reset(spark, pg, settings.hive.database)
             run_customer_steps(run, pg, str(customers_src), str(contracts_src), settings)
             with run.step("load_usage") as step:
                 ensure_database(spark, settings.hive.database)
