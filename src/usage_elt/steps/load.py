@@ -109,7 +109,7 @@ def read_usage_csv(
     valid = checked.where(F.col("_reason").isNull()).select(*USAGE.names)
     valid = valid.withColumn("session_date", F.to_date("session_start"))
     rejected = checked.where(F.col("_reason").isNotNull())
-    explain = F.udf(partial(explain_corrupt, header), T.StringType())
+    explain = F.udf(partial(explain_corrupt, header), T.StringType(), useArrow=False)
     rejected = rejected.select(
         F.lit(USAGE.name).alias("source_file"),
         F.col("session_id"),
