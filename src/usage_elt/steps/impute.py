@@ -167,7 +167,8 @@ def _x(name: str) -> str:
 
 
 # What scoring needs besides the model's inputs: the row, its score, the customer-mean rule.
-SCORING = ["session_id", LABEL, "other_scores", "other_mean"]
+CUSTOMER_MEAN_INPUTS = ["other_scores", "other_mean"]
+SCORING = ["session_id", LABEL, *CUSTOMER_MEAN_INPUTS]
 
 
 def _features(df: DataFrame, keep: list[str]) -> DataFrame:
@@ -231,10 +232,11 @@ def _metrics(scored: DataFrame) -> Metrics:
 def _sample(df: DataFrame, settings: ModelSettings, rows: int) -> tuple[DataFrame, int]:
     """At most about ``max_train_rows`` rows to fit on, a seeded sample of a fixed layout, kept
     in memory for the passes of the fit."""
+    laid_out = _layout(df, settings.fit_partitions)
     if rows <= settings.max_train_rows:
-        return _layout(df, settings.fit_partitions).persist(), rows
+        return laid_out.persist(), rows
     fraction = settings.max_train_rows / rows
-    sample = _layout(df, settings.fit_partitions).sample(fraction=fraction, seed=settings.seed)
+    sample = laid_out.sample(fraction=fraction, seed=settings.seed)
     return sample.persist(), round(rows * fraction)
 
 
@@ -263,10 +265,10 @@ def impute(enriched: DataFrame, settings: ModelSettings) -> Imputation:
 
     # Evaluation: training rows see training scores only; held-out rows every other known one.
     train_rows, training_mean = known - holdout_rows, float(counts["training_mean"])
-    small = int(counts["customers"]) <= BROADCAST_MAX_CUSTOMERS
+    broadcast = int(counts["customers"]) <= BROADCAST_MAX_CUSTOMERS
     training, held_out = base.where(is_training), base.where(F.col("_holdout"))
-    train = _features(with_history(base, is_training, small, rows=training), SCORING)
-    holdout = _features(with_history(base, is_known, small, rows=held_out), SCORING).persist()
+    train = _features(with_history(base, is_training, broadcast, rows=training), SCORING)
+    holdout = _features(with_history(base, is_known, broadcast, rows=held_out), SCORING).persist()
     candidates = {name: _metrics(_scored(holdout, name, None, training_mean)) for name in BASELINES}
     fitted: dict[str, PipelineModel] = {}
     sample, sample_rows = _sample(train, settings, train_rows)
@@ -287,14 +289,15 @@ def impute(enriched: DataFrame, settings: ModelSettings) -> Imputation:
     refit = model is not None and train_rows < settings.max_train_rows
     if refit:
         all_known = _features(
-            with_history(base, is_known, small, rows=base.where(is_known)), SCORING
+            with_history(base, is_known, broadcast, rows=base.where(is_known)), SCORING
         )
         known_sample, sample_rows = _sample(all_known, settings, known)
         model = fitted[chosen] = _pipeline(_regressors(settings)[chosen]).fit(known_sample)
         known_sample.unpersist()
     columns = [name for name in base.columns if name != "_holdout"]
     missing = _features(
-        with_history(base, is_known, small, rows=base.where(~is_known)), [*columns, *SCORING[2:]]
+        with_history(base, is_known, broadcast, rows=base.where(~is_known)),
+        [*columns, *CUSTOMER_MEAN_INPUTS],
     )
     predicted = _scored(missing, chosen, model, known_mean).select(*columns, "_p")
     observed = base.where(is_known).select(*columns, F.lit(None).cast("double").alias("_p"))
